@@ -6,6 +6,7 @@ start-up code a newcomer runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -59,17 +60,13 @@ class ManagedProcess:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the process group, then SIGKILL what is left after `timeout`."""
         if self.alive():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.popen.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self.popen.wait(5)
         if self._log is not None:
             self._log.close()

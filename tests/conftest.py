@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pymongo
 import pytest
@@ -33,9 +34,11 @@ def mongodb_url(servers_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def mongo_db(mongodb_url: str, request: pytest.FixtureRequest) -> Iterator[pymongo.database.Database]:
+def mongo_db(
+    mongodb_url: str, request: pytest.FixtureRequest
+) -> Iterator[pymongo.database.Database[dict[str, Any]]]:
     """A fresh database per test on the shared server."""
-    client: pymongo.MongoClient = pymongo.MongoClient(mongodb_url, serverSelectionTimeoutMS=10000)
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongodb_url, serverSelectionTimeoutMS=10000)
     name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50]
     client.drop_database(name)
     yield client[name]
