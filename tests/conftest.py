@@ -38,7 +38,9 @@ def mongo_db(
     mongodb_url: str, request: pytest.FixtureRequest
 ) -> Iterator[pymongo.database.Database[dict[str, Any]]]:
     """A fresh database per test on the shared server."""
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongodb_url, serverSelectionTimeoutMS=10000)
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        mongodb_url, serverSelectionTimeoutMS=10000
+    )
     name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50]
     client.drop_database(name)
     yield client[name]
