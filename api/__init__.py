@@ -1,0 +1,34 @@
+"""Flask application factory for the session API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from lucid.runtime import Runtime, get_runtime
+
+
+def create_app(runtime: Runtime | None = None, test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the API app: defaults, then config, then blueprints."""
+    app = Flask(__name__)
+    app.config.from_mapping(JSON_SORT_KEYS=False)
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["lucid"] = runtime or get_runtime()
+
+    from api import chunks, errors, health, sessions
+
+    errors.register(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(sessions.bp)
+    app.register_blueprint(chunks.bp)
+    return app
+
+
+def runtime() -> Runtime:
+    """The runtime of the current app."""
+    from flask import current_app
+
+    rt: Runtime = current_app.extensions["lucid"]
+    return rt

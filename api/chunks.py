@@ -1,0 +1,64 @@
+"""Chunk listing, inclusion proofs, verification and the verified download."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, jsonify, stream_with_context
+from flask.typing import ResponseReturnValue
+
+from api import runtime
+from lucid.errors import InvalidInput
+from lucid.layout import check_session_id
+from lucid.restore import proof_for, restore, verify_session
+
+bp = Blueprint("chunks", __name__, url_prefix="/api/v1/sessions")
+
+_CHUNK_FIELDS = (
+    "index", "stage", "final", "plaintext_len", "compressed_len", "ciphertext_len",
+    "ciphertext_digest", "leaf_hash",
+)  # fmt: skip
+
+
+@bp.get("/<session_id>/chunks")
+def list_chunks(session_id: str) -> ResponseReturnValue:
+    rt = runtime()
+    rt.meta.get_session(check_session_id(session_id))
+    chunks = rt.meta.list_chunks(session_id)
+    return jsonify(
+        {
+            "session_id": session_id,
+            "chunks": [{k: c.get(k) for k in _CHUNK_FIELDS} for c in chunks],
+        }
+    )
+
+
+@bp.get("/<session_id>/chunks/<index>/proof")
+def proof(session_id: str, index: str) -> ResponseReturnValue:
+    if not index.isdigit():
+        raise InvalidInput(f"chunk index must be a non-negative integer, got {index!r}")
+    return jsonify(proof_for(runtime(), check_session_id(session_id), int(index)))
+
+
+@bp.get("/<session_id>/verify")
+def verify(session_id: str) -> ResponseReturnValue:
+    """Every stored chunk against the root, the proofs and the anchor; 200 ok / 409 failed."""
+    report = verify_session(runtime(), check_session_id(session_id))
+    return jsonify(report.to_dict()), 200 if report.ok else 409
+
+
+@bp.get("/<session_id>/download")
+def download(session_id: str) -> ResponseReturnValue:
+    """The original recording, streamed; every chunk is checked against the sealed root
+    before the first byte is sent (409 naming the chunk otherwise)."""
+    rt = runtime()
+    session = rt.meta.get_session(check_session_id(session_id))
+    chunks: Iterator[bytes] = restore(rt, session_id)
+    headers = {
+        "Content-Disposition": f'attachment; filename="{session_id}.rec"',
+        "Content-Length": str(session["bytes_received"]),
+        "X-Lucid-Merkle-Root": session["merkle_root"],
+    }
+    return Response(
+        stream_with_context(chunks), mimetype="application/octet-stream", headers=headers
+    )

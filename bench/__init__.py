@@ -1,0 +1,1 @@
+"""Benchmarks: the in-process limit against the running pipeline, and scaling runs."""

@@ -1,0 +1,50 @@
+"""Celery configuration: broker and backend, one queue per stage, reliability options.
+
+Values come from `lucid.settings` (environment variables). See DESIGN.md "Celery notes"
+for why each reliability option is set the way it is.
+"""
+
+from __future__ import annotations
+
+from kombu.entity import Queue
+
+from lucid.settings import STAGES, load_settings
+
+_settings = load_settings()
+_redis = _settings.redis_url or "redis://127.0.0.1:6379/0"
+
+broker_url = _settings.broker_url or _redis
+# Chords need the Redis result backend: other backends fall back to polling chord_unlock.
+result_backend = _redis
+broker_connection_retry_on_startup = True
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+
+task_queues = [Queue(stage, routing_key=stage) for stage in STAGES]
+task_default_queue = "merkle"
+task_routes = {f"lucid.{stage}": {"queue": stage} for stage in STAGES} | {
+    "lucid.leaf": {"queue": "hash"},
+    "lucid.seal": {"queue": "merkle"},
+    "lucid.publish_seal": {"queue": "merkle"},
+}
+
+# At-least-once: ack after the task ran; a lost worker's message is redelivered.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_soft_time_limit = _settings.task_soft_time_limit_s
+task_time_limit = _settings.task_time_limit_s
+# Redis counts the visibility timeout from fetch, so it must exceed the hard time limit.
+broker_transport_options = {"visibility_timeout": _settings.visibility_timeout_s}
+result_backend_transport_options = {"visibility_timeout": _settings.visibility_timeout_s}
+# Chord counters live as long as results: keep them past the longest plausible backlog.
+result_expires = 7 * 24 * 3600
+
+# Flower needs events; the queue names are what a KEDA redis-list trigger watches.
+worker_send_task_events = True
+task_send_sent_event = True
+task_track_started = True
+worker_hijack_root_logger = False

@@ -1,0 +1,254 @@
+"""Claim-check blob store: write-once, atomic, durable blobs addressed by relative keys.
+
+Stages hand each other keys, never bytes; every stage may run twice, so a blob is written
+once and the first complete write wins: a retry that computes different bytes (a fresh
+nonce, say) gets False back and must use what is stored. Missing blobs raise the builtin
+FileNotFoundError whatever the backend, so callers handle one "not found".
+
+Keys are relative: segments of [A-Za-z0-9._-] joined by "/", no "." or ".." segment, at
+most 512 characters. Prefixes in `keys` and `delete_prefix` are plain string prefixes, as
+in S3: "a/b" matches "a/b/c" and "a/bc"; end a prefix with "/" to mean one folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import secrets
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from lucid.errors import InvalidInput
+
+__all__ = ["MAX_KEY_LENGTH", "BlobStore", "FileBlobStore", "check_key"]
+
+MAX_KEY_LENGTH = 512
+_SEGMENT = r"[A-Za-z0-9._-]+"
+_KEY = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT})*$")
+_PREFIX = re.compile(r"^[A-Za-z0-9._/-]*$")
+# "~" can never appear in a key, so temp and staging files never show up as blobs.
+_TMP_PREFIX = "~tmp-"
+_STAGING_DIR = "~staging"
+
+
+class BlobStore(Protocol):
+    """Write-once blobs by key; `put*` return True only for the call that created the blob."""
+
+    def put(self, key: str, data: bytes) -> bool: ...
+    def put_file(self, key: str, path: Path) -> bool: ...
+    def get(self, key: str) -> bytes: ...
+    def open(self, key: str) -> BinaryIO: ...
+    def exists(self, key: str) -> bool: ...
+    def size(self, key: str) -> int: ...
+    def delete(self, key: str) -> None: ...
+    def delete_prefix(self, prefix: str) -> int: ...
+    def keys(self, prefix: str) -> Iterator[str]: ...
+    def staging_path(self, key: str) -> Path: ...
+
+
+def check_key(key: str) -> str:
+    """Return `key` if it is a valid relative blob key, else raise InvalidInput."""
+    if (
+        not isinstance(key, str)
+        or len(key) > MAX_KEY_LENGTH
+        or not _KEY.match(key)
+        or any(part in (".", "..") for part in key.split("/"))
+    ):
+        raise InvalidInput(
+            f"invalid blob key {key!r}: expected relative segments of [A-Za-z0-9._-] "
+            f"joined by '/', no '.' or '..' segment, at most {MAX_KEY_LENGTH} characters"
+        )
+    return key
+
+
+def _check_prefix(prefix: str) -> str:
+    folders = prefix.split("/")[:-1]
+    if (
+        not isinstance(prefix, str)
+        or len(prefix) > MAX_KEY_LENGTH
+        or not _PREFIX.match(prefix)
+        or any(part in ("", ".", "..") for part in folders)
+    ):
+        raise InvalidInput(f"invalid blob key prefix {prefix!r}")
+    return prefix
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileBlobStore:
+    """Blobs as files under `root`: temp file → fsync → link into place → fsync dir."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._make_dirs(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _make_dirs(self, directory: Path) -> None:
+        missing: list[Path] = []
+        while not directory.is_dir():
+            missing.append(directory)
+            directory = directory.parent
+        for new in reversed(missing):
+            try:
+                new.mkdir()
+            except FileExistsError:
+                if not new.is_dir():
+                    raise InvalidInput(f"{new} is a blob, not a folder") from None
+            # A new directory entry is only durable once its parent is synced.
+            _fsync_dir(new.parent)
+
+    def _link(self, source: Path, final: Path) -> bool:
+        """Hard-link the synced `source` to `final` unless a blob is already there."""
+        try:
+            os.link(source, final)
+        except FileExistsError:
+            if not final.is_file():
+                raise InvalidInput(f"blob key {final} is a folder") from None
+            return False
+        _fsync_dir(final.parent)
+        return True
+
+    def put(self, key: str, data: bytes) -> bool:
+        """Store `data` under `key` unless a blob is already there (then return False)."""
+        final = self._path(key)
+        if final.is_file():
+            return False
+        tmp = self._write_temp(final.parent, data)
+        try:
+            return self._link(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _write_temp(self, directory: Path, data: bytes) -> Path:
+        for attempt in range(3):
+            self._make_dirs(directory)
+            try:
+                fd, name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=directory)
+                break
+            except FileNotFoundError:  # a concurrent delete_prefix pruned the folder
+                if attempt == 2:
+                    raise
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def put_file(self, key: str, path: Path) -> bool:
+        """Adopt the file at `path` as blob `key`; the file is consumed either way."""
+        final = self._path(key)
+        source = Path(path)
+        try:
+            if final.is_file():
+                return False
+            with open(source, "rb") as src:
+                os.fsync(src.fileno())
+            self._make_dirs(final.parent)
+            try:
+                return self._link(source, final)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+            # Another filesystem: copy into the store instead (the only non-streaming path).
+            return self.put(key, source.read_bytes())
+        finally:
+            source.unlink(missing_ok=True)
+
+    def open(self, key: str) -> BinaryIO:
+        """A binary reader over the blob, for streaming large blobs."""
+        path = self._path(key)
+        try:
+            return open(path, "rb")  # the caller closes it
+        except (IsADirectoryError, NotADirectoryError):
+            raise FileNotFoundError(f"no blob {key!r}") from None
+
+    def get(self, key: str) -> bytes:
+        """The whole blob."""
+        with self.open(key) as blob:
+            return blob.read()
+
+    def exists(self, key: str) -> bool:
+        """Whether a blob is stored under `key`."""
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        """The blob's length in bytes."""
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"no blob {key!r}")
+        return path.stat().st_size
+
+    def delete(self, key: str) -> None:
+        """Remove the blob; a missing blob is not an error."""
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            self._path(key).unlink()
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every blob whose key starts with `prefix`; return how many."""
+        removed = 0
+        for key in list(self.keys(prefix)):
+            path = self.root / key
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+            # Prune folders left empty; a folder still in use is simply not empty.
+            for parent in path.parents:
+                if parent == self.root or not parent.is_relative_to(self.root):
+                    break
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+        return removed
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Keys starting with `prefix`, in string order."""
+        _check_prefix(prefix)
+        folder, _, _ = prefix.rpartition("/")
+        start = self.root / folder if folder else self.root
+        return self._walk(start, f"{folder}/" if folder else "", prefix)
+
+    def _walk(self, directory: Path, key_prefix: str, prefix: str) -> Iterator[str]:
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        # Sorting folders as "name/" makes the depth-first walk yield keys in string order.
+        named = sorted(
+            ((e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e) for e in entries),
+            key=lambda pair: pair[0],
+        )
+        for name, entry in named:
+            key = key_prefix + name
+            if "~" in name:
+                continue
+            if name.endswith("/"):
+                if key.startswith(prefix) or prefix.startswith(key):
+                    yield from self._walk(Path(entry.path), key, prefix)
+            elif key.startswith(prefix) and entry.is_file(follow_symlinks=False):
+                yield key
+
+    def staging_path(self, key: str) -> Path:
+        """A fresh path on the store's filesystem to build blob `key` before `put_file`."""
+        check_key(key)
+        staging = self.root / _STAGING_DIR
+        self._make_dirs(staging)
+        # The key's tail keeps the name readable; the token keeps concurrent builders apart.
+        return staging / f"{secrets.token_hex(8)}~{key.rpartition('/')[2][:64]}"

@@ -1,0 +1,34 @@
+"""Where a session's blobs live in the blob store (claim-check keys)."""
+
+from __future__ import annotations
+
+import re
+
+from lucid.errors import InvalidInput
+
+__all__ = ["check_session_id", "compressed_key", "encrypted_key", "raw_key", "session_prefix"]
+
+_SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def check_session_id(session_id: str) -> str:
+    """Return `session_id` if it is 32 lowercase hex characters, else raise InvalidInput."""
+    if not isinstance(session_id, str) or not _SESSION_ID.match(session_id):
+        raise InvalidInput(f"session id must be 32 lowercase hex characters, got {session_id!r}")
+    return session_id
+
+
+def session_prefix(session_id: str) -> str:
+    return f"sessions/{session_id}"
+
+
+def raw_key(session_id: str, index: int) -> str:
+    return f"sessions/{session_id}/raw/{index:08d}"
+
+
+def compressed_key(session_id: str, index: int) -> str:
+    return f"sessions/{session_id}/zst/{index:08d}"
+
+
+def encrypted_key(session_id: str, index: int) -> str:
+    return f"sessions/{session_id}/enc/{index:08d}"

@@ -1,0 +1,260 @@
+"""Session, chunk and anchor metadata in a MongoDB-wire database (MongoDB, SecantusDB).
+
+Every state change is a compare-and-set on the state and the length of the history, so
+two workers can never both move a session, not even through a self-loop (ERROR → ERROR).
+Chunk progress is recorded with `$max`, so a redelivered stage never moves it backwards.
+Times are ISO 8601 UTC strings with fixed precision: JSON-ready and sortable as text.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import pymongo
+from pymongo import ReturnDocument
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from lucid.errors import Conflict, InvalidInput, NotFound
+from lucid.states import ChunkStage, SessionState, Transition, Trigger
+
+__all__ = ["MetadataStore"]
+
+Doc = dict[str, Any]
+_NO_ID = {"_id": False}
+_SESSION_OWNED = frozenset({"_id", "session_id", "state", "history", "created_at", "updated_at"})
+_CHUNK_OWNED = frozenset({"_id", "session_id", "index", "stage", "created_at", "updated_at"})
+_clients: dict[tuple[str, int], pymongo.MongoClient[Doc]] = {}
+_clients_lock = threading.Lock()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _check_fields(fields: dict[str, Any] | None, owned: frozenset[str]) -> dict[str, Any]:
+    fields = dict(fields or {})
+    clash = sorted(owned & fields.keys())
+    if clash:
+        raise InvalidInput(f"fields {', '.join(clash)} are managed by the metadata store")
+    return fields
+
+
+def _check_page(limit: int, skip: int) -> None:
+    if limit < 0 or skip < 0:
+        raise InvalidInput(f"limit and skip must be >= 0, got {limit} and {skip}")
+
+
+def _check_id(session_id: str) -> str:
+    if not isinstance(session_id, str) or not session_id:
+        raise InvalidInput(f"session id must be a non-empty string, got {session_id!r}")
+    return session_id
+
+
+class MetadataStore:
+    """Sessions, chunks and anchor receipts, one collection each."""
+
+    def __init__(self, db: Database[Doc]) -> None:
+        self.db = db
+        self.sessions: Collection[Doc] = db["sessions"]
+        self.chunks: Collection[Doc] = db["chunks"]
+        self.anchors: Collection[Doc] = db["anchors"]
+
+    @classmethod
+    def connect(cls, url: str, database: str = "lucid") -> MetadataStore:
+        """A store on `url`, sharing one client per URL per process (clients aren't fork-safe)."""
+        key = (url, os.getpid())
+        with _clients_lock:
+            client = _clients.get(key)
+            if client is None:
+                client = pymongo.MongoClient(
+                    url,
+                    appname="lucid",
+                    serverSelectionTimeoutMS=10_000,
+                    connectTimeoutMS=5_000,
+                    socketTimeoutMS=30_000,
+                    tz_aware=True,
+                )
+                _clients[key] = client
+        return cls(client[database])
+
+    def ping(self) -> None:
+        """Raise if the server does not answer."""
+        self.db.command("ping")
+
+    def ensure_indexes(self) -> None:
+        """Create the unique indexes the store relies on (idempotent)."""
+        self.sessions.create_index("session_id", unique=True)
+        self.sessions.create_index([("created_at", -1)])
+        self.chunks.create_index([("session_id", 1), ("index", 1)], unique=True)
+        self.anchors.create_index("session_id", unique=True)
+
+    def create_session(self, session_id: str, fields: dict[str, Any]) -> Doc:
+        """Insert a new session in CREATED; Conflict if the id is taken."""
+        now = _now()
+        doc: Doc = {
+            "session_id": _check_id(session_id),
+            "state": str(SessionState.CREATED),
+            "created_at": now,
+            "updated_at": now,
+            "history": [],
+            **_check_fields(fields, _SESSION_OWNED),
+        }
+        try:
+            self.sessions.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict(f"session {session_id} already exists") from None
+        doc.pop("_id", None)
+        return doc
+
+    def get_session(self, session_id: str) -> Doc:
+        """The session document (without Mongo's _id); NotFound if there is none."""
+        doc = self.sessions.find_one({"session_id": _check_id(session_id)}, _NO_ID)
+        if doc is None:
+            raise NotFound(f"session {session_id} does not exist")
+        return doc
+
+    def list_sessions(self, limit: int = 50, skip: int = 0, state: str | None = None) -> list[Doc]:
+        """Sessions newest first, optionally only those in `state`."""
+        _check_page(limit, skip)
+        query: Doc = {}
+        if state is not None:
+            try:
+                query["state"] = str(SessionState(state))
+            except ValueError:
+                allowed = ", ".join(SessionState)
+                raise InvalidInput(f"unknown state {state!r}; allowed: {allowed}") from None
+        cursor = self.sessions.find(query, _NO_ID).sort([("created_at", -1), ("_id", -1)])
+        return list(cursor.skip(skip).limit(limit))
+
+    def apply_trigger(
+        self,
+        session_id: str,
+        trigger: Trigger,
+        *,
+        reason: str | None = None,
+        set_fields: dict[str, Any] | None = None,
+        expect_state: SessionState | None = None,
+    ) -> Doc:
+        """Move the session by `trigger` (compare-and-set); Conflict if it moved meanwhile."""
+        fields = _check_fields(set_fields, _SESSION_OWNED)
+        seen = self.sessions.find_one(
+            {"session_id": _check_id(session_id)}, {"state": 1, "history": 1}
+        )
+        if seen is None:
+            raise NotFound(f"session {session_id} does not exist")
+        current = SessionState(seen["state"])
+        if expect_state is not None and current != expect_state:
+            raise Conflict(f"session {session_id} is {current}, expected {expect_state}")
+        step = Transition.now(current, trigger, reason)
+        doc = self.sessions.find_one_and_update(
+            {
+                "session_id": session_id,
+                "state": str(current),
+                "history": {"$size": len(seen["history"])},
+            },
+            {
+                "$set": {**fields, "state": str(step.to_state), "updated_at": _now()},
+                "$push": {"history": step.to_dict()},
+            },
+            projection=_NO_ID,
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            raise Conflict(
+                f"session {session_id} changed concurrently while applying {trigger} "
+                f"from {current}; reload and retry"
+            )
+        return doc
+
+    def update_session(
+        self,
+        session_id: str,
+        set_fields: dict[str, Any],
+        *,
+        expect_state: SessionState | None = None,
+    ) -> Doc:
+        """Set fields of a session (only while it is in `expect_state`, when given)."""
+        query: Doc = {"session_id": _check_id(session_id)}
+        if expect_state is not None:
+            query["state"] = str(SessionState(expect_state))
+        doc = self.sessions.find_one_and_update(
+            query,
+            {"$set": {**_check_fields(set_fields, _SESSION_OWNED), "updated_at": _now()}},
+            projection=_NO_ID,
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            actual = self.get_session(session_id)["state"]  # raises NotFound if it is gone
+            raise Conflict(f"session {session_id} is {actual}, expected {expect_state}")
+        return doc
+
+    def delete_session(self, session_id: str) -> None:
+        """Remove the session with its chunk and anchor documents; missing is fine."""
+        query = {"session_id": _check_id(session_id)}
+        # Children first, so a crash midway never leaves chunks without their session.
+        self.chunks.delete_many(query)
+        self.anchors.delete_many(query)
+        self.sessions.delete_many(query)
+
+    def record_chunk(
+        self, session_id: str, index: int, stage: ChunkStage, fields: dict[str, Any]
+    ) -> None:
+        """Upsert a chunk's fields and raise its stage to at least `stage` (idempotent)."""
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise InvalidInput(f"chunk index must be an integer >= 0, got {index!r}")
+        now = _now()
+        query = {"session_id": _check_id(session_id), "index": index}
+        # Leaf records carry their own session id and index: fine if they agree.
+        fields = {k: v for k, v in fields.items() if not (k in query and v == query[k])}
+        update = {
+            "$set": {**_check_fields(fields, _CHUNK_OWNED), "updated_at": now},
+            "$max": {"stage": int(ChunkStage(stage))},
+            "$setOnInsert": {"created_at": now},
+        }
+        try:
+            self.chunks.update_one(query, update, upsert=True)
+        except DuplicateKeyError:
+            # Two upserts raced to insert; the loser now finds the document and updates it.
+            self.chunks.update_one(query, update, upsert=True)
+
+    def get_chunk(self, session_id: str, index: int) -> Doc:
+        """One chunk document; NotFound if it was never recorded."""
+        doc = self.chunks.find_one({"session_id": _check_id(session_id), "index": index}, _NO_ID)
+        if doc is None:
+            raise NotFound(f"session {session_id} has no chunk {index}")
+        return doc
+
+    def list_chunks(self, session_id: str, *, skip: int = 0, limit: int = 0) -> list[Doc]:
+        """The session's chunk documents by index (`limit=0`: all)."""
+        _check_page(limit, skip)
+        cursor = self.chunks.find({"session_id": _check_id(session_id)}, _NO_ID).sort("index", 1)
+        return list(cursor.skip(skip).limit(limit))
+
+    def stage_counts(self, session_id: str) -> dict[str, int]:
+        """How many chunks have reached each stage (a hashed chunk counts in all four)."""
+        names = {stage.name.lower(): int(stage) for stage in ChunkStage}
+        group: Doc = {"_id": None}
+        for name, stage in names.items():
+            group[name] = {"$sum": {"$cond": [{"$gte": ["$stage", stage]}, 1, 0]}}
+        match = {"$match": {"session_id": _check_id(session_id)}}
+        row = next(self.chunks.aggregate([match, {"$group": group}]), {})
+        return {name: int(row.get(name, 0)) for name in names}
+
+    def record_anchor(self, session_id: str, receipt: dict[str, Any]) -> None:
+        """Store (or replace) the session's anchor receipt."""
+        query = {"session_id": _check_id(session_id)}
+        doc = {"session_id": session_id, "receipt": dict(receipt), "updated_at": _now()}
+        try:
+            self.anchors.replace_one(query, doc, upsert=True)
+        except DuplicateKeyError:  # a concurrent first upsert won; now replace its document
+            self.anchors.replace_one(query, doc, upsert=True)
+
+    def get_anchor(self, session_id: str) -> Doc | None:
+        """The receipt last recorded for the session, exactly as given, or None."""
+        doc = self.anchors.find_one({"session_id": _check_id(session_id)}, _NO_ID)
+        return None if doc is None else dict(doc["receipt"])

@@ -1,0 +1,113 @@
+"""The per-process wiring of the core: settings, stores, keys and anchor, built once."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from lucid.anchors import Anchor, make_anchor
+from lucid.blobs import BlobStore, FileBlobStore
+from lucid.codecs import Codec, get_codec
+from lucid.errors import ConfigError
+from lucid.keys import ensure_keys, load_recipient_public
+from lucid.metadata import MetadataStore
+from lucid.settings import Settings, load_settings
+
+__all__ = ["Runtime", "SessionParams", "get_runtime", "reset_runtime"]
+
+
+@dataclass(frozen=True)
+class SessionParams:
+    """What every stage needs to know about a session; fixed when it is created."""
+
+    session_id: str
+    chunk_size: int
+    compression: str
+    compression_level: int
+    encryption: str
+    session_public: bytes
+
+    @classmethod
+    def from_session(cls, doc: dict[str, Any]) -> SessionParams:
+        return cls(
+            session_id=doc["session_id"],
+            chunk_size=int(doc["chunk_size"]),
+            compression=doc["compression"],
+            compression_level=int(doc["compression_level"]),
+            encryption=doc["encryption"],
+            session_public=bytes.fromhex(doc["key"]["session_public"]),
+        )
+
+
+@dataclass
+class Runtime:
+    """Settings plus the adapters built from them; one per process."""
+
+    settings: Settings
+    _params: dict[str, SessionParams] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        return FileBlobStore(self.settings.blobs_path)
+
+    @cached_property
+    def meta(self) -> MetadataStore:
+        if not self.settings.mongodb_url:
+            raise ConfigError("MONGODB_URL is not set (lucid up sets it for the embedded stack)")
+        store = MetadataStore.connect(self.settings.mongodb_url, self.settings.mongodb_database)
+        store.ensure_indexes()
+        return store
+
+    @cached_property
+    def anchor(self) -> Anchor:
+        s = self.settings
+        ensure_keys(s.keys_path)
+        return make_anchor(
+            s.anchor_backend,
+            ledger_path=s.ledger_path,
+            key_dir=s.keys_path,
+            url=s.anchoring_url,
+            timeout=s.anchor_timeout_s,
+            retries=s.anchor_retries,
+        )
+
+    @cached_property
+    def recipient_public(self) -> Any:
+        ensure_keys(self.settings.keys_path)
+        return load_recipient_public(self.settings.keys_path)
+
+    def codec(self, params: SessionParams) -> Codec:
+        return get_codec(params.compression, params.compression_level)
+
+    def session_params(self, session_id: str) -> SessionParams:
+        """Immutable per-session parameters, cached so stages skip a metadata read."""
+        params = self._params.get(session_id)
+        if params is None:
+            params = SessionParams.from_session(self.meta.get_session(session_id))
+            if len(self._params) > 4096:
+                self._params.clear()
+            self._params[session_id] = params
+        return params
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """The process-wide runtime, built from the environment on first use."""
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = Runtime(load_settings())
+        return _runtime
+
+
+def reset_runtime(settings: Settings | None = None) -> Runtime:
+    """Replace the process-wide runtime (after fork, or with explicit settings)."""
+    global _runtime
+    with _lock:
+        _runtime = Runtime(settings or load_settings())
+        return _runtime

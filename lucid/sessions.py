@@ -1,0 +1,236 @@
+"""Session lifecycle and live ingest: create, start, append bytes, pause, stop, recover.
+
+Ingest writes the bytes of the chunk being filled to a staging file and publishes it as a
+write-once raw blob once it is known whether more data follows, so every chunk but the
+last has exactly `chunk_size` bytes and the last one is flagged final. Appends to one
+session are serialised by a file lock; the session document records how many bytes and
+chunks are committed, and bytes past that (a request that died midway) are discarded.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from lucid import layout
+from lucid.errors import Conflict, NotFound, TooLarge
+from lucid.keys import new_session_key
+from lucid.runtime import Runtime
+from lucid.states import ChunkStage, SessionState, Trigger
+
+__all__ = [
+    "OnChunk",
+    "append",
+    "create_session",
+    "ingest_recording",
+    "pause",
+    "recover",
+    "resume",
+    "start",
+    "stop",
+]
+
+OnChunk = Callable[[str, int, bool], None]
+_READ_SIZE = 1 << 20
+
+
+def create_session(rt: Runtime, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A new session in CREATED with its own key pair, the private half stored wrapped."""
+    session_id = uuid.uuid4().hex
+    envelope = new_session_key(rt.recipient_public, session_id)
+    s = rt.settings
+    return rt.meta.create_session(
+        session_id,
+        {
+            "metadata": metadata or {},
+            "chunk_size": s.chunk_size,
+            "compression": s.compression_algorithm,
+            "compression_level": s.compression_level,
+            "encryption": s.encryption_algorithm,
+            "key": envelope.to_dict(),
+            "bytes_received": 0,
+            "chunks_emitted": 0,
+            "chunk_count": None,
+            "merkle_root": None,
+            "anchor": None,
+            "error": None,
+        },
+    )
+
+
+def start(rt: Runtime, session_id: str) -> dict[str, Any]:
+    """CREATED → STARTING → ACTIVE: the session accepts data."""
+    rt.meta.apply_trigger(session_id, Trigger.START)
+    return rt.meta.apply_trigger(session_id, Trigger.START_COMPLETE)
+
+
+def pause(rt: Runtime, session_id: str) -> dict[str, Any]:
+    """ACTIVE → PAUSING → PAUSED; chunks already cut keep moving through the pipeline."""
+    rt.meta.apply_trigger(session_id, Trigger.PAUSE)
+    return rt.meta.apply_trigger(session_id, Trigger.PAUSE_COMPLETE)
+
+
+def resume(rt: Runtime, session_id: str) -> dict[str, Any]:
+    """PAUSED → ACTIVE."""
+    return rt.meta.apply_trigger(session_id, Trigger.RESUME)
+
+
+def recover(rt: Runtime, session_id: str) -> dict[str, Any]:
+    """ERROR → ACTIVE, clearing the error; stop it again to re-run the seal."""
+    return rt.meta.apply_trigger(session_id, Trigger.RECOVER, set_fields={"error": None})
+
+
+def append(
+    rt: Runtime, session_id: str, stream: IO[bytes], on_chunk: OnChunk, *, limit: int | None = None
+) -> dict[str, Any]:
+    """Append `stream` to an ACTIVE session; `on_chunk(session_id, i, final)` per cut chunk."""
+    _require_state(rt.meta.get_session(session_id), SessionState.ACTIVE, "append data")
+    max_total = limit if limit is not None else int(rt.settings.max_recording_mb * 1024 * 1024)
+    with _locked(rt, session_id) as staging:
+        doc = rt.meta.get_session(session_id)
+        _require_state(doc, SessionState.ACTIVE, "append data")
+        writer = _ChunkWriter(rt, doc, staging, on_chunk)
+        try:
+            while True:
+                data = stream.read(_READ_SIZE)
+                if not data:
+                    break
+                if writer.total + len(data) > max_total:
+                    raise TooLarge(
+                        f"recording exceeds MAX_RECORDING_MB ({max_total} bytes); "
+                        f"{writer.committed} bytes are kept"
+                    )
+                writer.write(data)
+        finally:
+            writer.close()
+        return writer.commit()
+
+
+def stop(rt: Runtime, session_id: str) -> dict[str, Any]:
+    """Cut the final chunk and move to STOPPING with the chunk count fixed (idempotent)."""
+    doc = rt.meta.get_session(session_id)
+    if doc["state"] == SessionState.STOPPING or (
+        doc["state"] == SessionState.STOPPED and doc.get("merkle_root")
+    ):
+        return doc
+    if doc.get("chunk_count") is not None:  # recovered after an error: the cut is done
+        return rt.meta.apply_trigger(session_id, Trigger.STOP)
+    if doc["state"] not in (SessionState.ACTIVE, SessionState.PAUSED):
+        _require_state(doc, SessionState.ACTIVE, "stop")
+    with _locked(rt, session_id) as staging:
+        doc = rt.meta.get_session(session_id)
+        writer = _ChunkWriter(rt, doc, staging, lambda s, i, f: None)
+        writer.close()
+        count = writer.cut(final=True)
+        return rt.meta.apply_trigger(
+            session_id,
+            Trigger.STOP,
+            set_fields={"chunk_count": count, "bytes_received": writer.total},
+        )
+
+
+def ingest_recording(
+    rt: Runtime, session_id: str, stream: IO[bytes], on_chunk: OnChunk, *, limit: int | None = None
+) -> dict[str, Any]:
+    """A whole recording in one go: start, append everything, stop."""
+    start(rt, session_id)
+    append(rt, session_id, stream, on_chunk, limit=limit)
+    return stop(rt, session_id)
+
+
+def _require_state(doc: dict[str, Any], state: SessionState, action: str) -> None:
+    if doc["state"] != state:
+        raise Conflict(
+            f"cannot {action}: session {doc['session_id']} is {doc['state']}, expected {state}"
+        )
+
+
+@contextmanager
+def _locked(rt: Runtime, session_id: str) -> Iterator[Path]:
+    staging = rt.settings.data_dir / "staging" / layout.check_session_id(session_id)
+    staging.mkdir(parents=True, exist_ok=True)
+    with open(staging / ".lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield staging
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class _ChunkWriter:
+    """Fills the staging file of the current chunk and cuts it into raw blobs."""
+
+    def __init__(self, rt: Runtime, doc: dict[str, Any], staging: Path, on_chunk: OnChunk) -> None:
+        self.rt, self.on_chunk = rt, on_chunk
+        self.session_id: str = doc["session_id"]
+        self.chunk_size = int(doc["chunk_size"])
+        self.index = int(doc["chunks_emitted"])
+        self.committed = int(doc["bytes_received"])
+        # A crash between publishing a chunk and recording it leaves the chunk behind.
+        while self._chunk_exists(self.index):
+            self.index += 1
+            self.committed = max(self.committed, self.index * self.chunk_size)
+        self.path = staging / "current"
+        self.file = open(self.path, "a+b")  # noqa: SIM115 - closed in close()
+        self.filled = self.committed - self.index * self.chunk_size
+        self.file.truncate(self.filled)
+        self.file.seek(self.filled)
+
+    @property
+    def total(self) -> int:
+        return self.index * self.chunk_size + self.filled
+
+    def _chunk_exists(self, index: int) -> bool:
+        try:
+            self.rt.meta.get_chunk(self.session_id, index)
+        except NotFound:
+            return False
+        return True
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self.filled == self.chunk_size:
+                self.file.close()
+                self.cut(final=False)
+                self.file = open(self.path, "w+b")  # noqa: SIM115 - closed in close()
+            take = min(len(view), self.chunk_size - self.filled)
+            self.file.write(view[:take])
+            self.filled += take
+            view = view[take:]
+
+    def cut(self, *, final: bool) -> int:
+        """Publish the staging file as chunk `index`; return the number of chunks cut."""
+        index, size = self.index, self.filled
+        if not self.path.exists():
+            self.path.touch()
+        self.rt.blobs.put_file(layout.raw_key(self.session_id, index), self.path)
+        self.rt.meta.record_chunk(
+            self.session_id, index, ChunkStage.RECEIVED, {"final": final, "plaintext_len": size}
+        )
+        self.index, self.filled = index + 1, 0
+        self.committed = self.total
+        self.rt.meta.update_session(
+            self.session_id, {"chunks_emitted": self.index, "bytes_received": self.committed}
+        )
+        self.on_chunk(self.session_id, index, final)
+        return self.index
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+
+    def commit(self) -> dict[str, Any]:
+        self.committed = self.total
+        return self.rt.meta.update_session(
+            self.session_id,
+            {"bytes_received": self.committed},
+            expect_state=SessionState.ACTIVE,
+        )

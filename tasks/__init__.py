@@ -1,0 +1,1 @@
+"""Celery app and the thin tasks that call one `lucid` function each."""

@@ -1,0 +1,43 @@
+"""The canvases: a chain per chunk, and per session a chord over the chains → merkle → anchor."""
+
+from __future__ import annotations
+
+from celery import chain, chord
+from celery.canvas import Signature
+
+from lucid.runtime import Runtime
+from lucid.states import ChunkStage
+from tasks.pipeline import anchor, compress, encrypt, hash_, leaf, merkle, publish_seal
+
+__all__ = ["chunk_chain", "enqueue_chunk", "enqueue_seal", "seal_canvas"]
+
+
+def chunk_chain(session_id: str, index: int, final: bool) -> Signature:
+    """compress → encrypt → hash for one chunk; the last task returns {index, leaf_hash}."""
+    return chain(compress.s(session_id, index, final), encrypt.s(), hash_.s())
+
+
+def enqueue_chunk(session_id: str, index: int, final: bool) -> None:
+    """Start a chunk through the pipeline as soon as it is cut (live sessions)."""
+    chunk_chain(session_id, index, final).apply_async()
+
+
+def enqueue_seal(session_id: str) -> None:
+    """Ask a merkle worker to publish the session's chord."""
+    publish_seal.delay(session_id)
+
+
+def seal_canvas(rt: Runtime, session_id: str) -> Signature:
+    """chord([chain per chunk not yet hashed | leaf per hashed chunk]) → merkle → anchor."""
+    session = rt.meta.get_session(session_id)
+    count = int(session["chunk_count"])
+    done = {
+        int(c["index"])
+        for c in rt.meta.list_chunks(session_id)
+        if int(c.get("stage", -1)) >= ChunkStage.HASHED
+    }
+    header = [
+        leaf.si(session_id, i) if i in done else chunk_chain(session_id, i, i == count - 1)
+        for i in range(count)
+    ]
+    return chord(header, chain(merkle.s(session_id), anchor.si(session_id)))

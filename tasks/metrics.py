@@ -1,0 +1,44 @@
+"""Per-stage counters kept in Redis, so every worker process adds to one total."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lucid.settings import STAGES
+
+SECONDS_KEY = "lucid:stage_seconds"
+COUNT_KEY = "lucid:stage_tasks"
+
+
+def record_stage_time(app: Any, stage: str, seconds: float) -> None:
+    """Add one finished task of `stage` and its duration to the shared counters."""
+    pipe = app.backend.client.pipeline(transaction=False)
+    pipe.hincrbyfloat(SECONDS_KEY, stage, seconds)
+    pipe.hincrby(COUNT_KEY, stage, 1)
+    pipe.execute()
+
+
+def stage_stats(app: Any) -> dict[str, dict[str, float]]:
+    """{stage: {"tasks": n, "seconds": s, "queued": depth}} for every stage queue."""
+    client = app.backend.client
+    broker = app.connection_for_write()
+    seconds = client.hgetall(SECONDS_KEY)
+    counts = client.hgetall(COUNT_KEY)
+    out: dict[str, dict[str, float]] = {}
+    with broker.channel() as channel:
+        for stage in STAGES:
+            try:
+                depth = channel.queue_declare(stage, passive=True).message_count
+            except Exception:
+                depth = 0
+            out[stage] = {
+                "tasks": float(counts.get(stage.encode(), 0)),
+                "seconds": float(seconds.get(stage.encode(), 0.0)),
+                "queued": float(depth),
+            }
+    broker.release()
+    return out
+
+
+def reset_stage_stats(app: Any) -> None:
+    app.backend.client.delete(SECONDS_KEY, COUNT_KEY)

@@ -1,0 +1,155 @@
+"""The pipeline tasks: one thin task per stage, each calling one `lucid.stages` function.
+
+Messages carry ids and small dicts only (claim check). Every task is acks_late and may run
+twice; the stage functions converge. Transient failures are retried with backoff, permanent
+ones move the session to ERROR with the reason and are not retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+import pymongo.errors
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.log import get_task_logger
+
+from lucid import stages
+from lucid.errors import Conflict, InvalidTransition, LucidError, TransientError
+from lucid.runtime import get_runtime
+from lucid.states import Trigger
+from tasks.app import app
+from tasks.metrics import record_stage_time
+
+log = get_task_logger(__name__)
+
+TRANSIENT = (
+    TransientError,
+    pymongo.errors.AutoReconnect,
+    pymongo.errors.NetworkTimeout,
+    pymongo.errors.ServerSelectionTimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class RedeliveryCapExceeded(LucidError):
+    """A message came back more often than REDELIVERY_CAP allows (a poison message)."""
+
+
+class StageTask(Task):  # type: ignore[misc]
+    """Reliability options and failure handling shared by every pipeline task."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+    autoretry_for = TRANSIENT
+    retry_backoff = 1
+    retry_backoff_max = 60
+    retry_jitter = True
+    stage = "?"
+
+    @property
+    def max_retries(self) -> int:  # type: ignore[override]
+        return get_runtime().settings.task_max_retries
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self._check_redelivery_cap()
+        started = time.perf_counter()
+        result = super().__call__(*args, **kwargs)
+        elapsed = time.perf_counter() - started
+        record_stage_time(self.app, self.stage, elapsed)
+        log.info(
+            "event=task_done stage=%s task_id=%s task_name=%s session_id=%s index=%s ms=%.1f",
+            self.stage, self.request.id, self.name, _session_of(args, kwargs),
+            _index_of(args), elapsed * 1000,
+        )  # fmt: skip
+        return result
+
+    def _check_redelivery_cap(self) -> None:
+        settings = get_runtime().settings
+        client = self.app.backend.client
+        key = f"lucid:deliveries:{self.request.id}"
+        seen = int(client.incr(key))
+        client.expire(key, settings.visibility_timeout_s * 4)
+        allowed = settings.task_max_retries + settings.redelivery_cap + 1
+        if seen > allowed:
+            raise RedeliveryCapExceeded(f"delivered {seen} times, cap is {allowed}")
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        session_id = _session_of(args, kwargs)
+        reason = f"{self.stage} failed: {type(exc).__name__}: {exc}"
+        log.error(
+            "event=task_failed stage=%s task_id=%s task_name=%s session_id=%s reason=%r",
+            self.stage, task_id, self.name, session_id, reason,
+        )  # fmt: skip
+        if session_id:
+            mark_error(session_id, reason)
+
+
+def mark_error(session_id: str, reason: str) -> None:
+    """Move a session to ERROR with `reason` unless it is already there."""
+    meta = get_runtime().meta
+    with contextlib.suppress(Conflict, InvalidTransition):
+        meta.apply_trigger(session_id, Trigger.ERROR, reason=reason, set_fields={"error": reason})
+
+
+def _session_of(args: Any, kwargs: Any) -> str | None:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, str) and len(value) == 32:
+            return value
+        if isinstance(value, dict) and "session_id" in value:
+            return str(value["session_id"])
+    return None
+
+
+def _index_of(args: Any) -> Any:
+    for value in args:
+        if isinstance(value, dict) and "index" in value:
+            return value["index"]
+    return args[1] if len(args) > 1 and isinstance(args[1], int) else "-"
+
+
+PERMANENT_SOFT_LIMIT = (SoftTimeLimitExceeded,)
+
+
+@app.task(name="lucid.compress", base=StageTask, stage="compress")
+def compress(session_id: str, index: int, final: bool) -> stages.ChunkRef:
+    return stages.compress_chunk(get_runtime(), session_id, index, final)
+
+
+@app.task(name="lucid.encrypt", base=StageTask, stage="encrypt")
+def encrypt(ref: stages.ChunkRef) -> stages.ChunkRef:
+    return stages.encrypt_stage(get_runtime(), ref)
+
+
+@app.task(name="lucid.hash", base=StageTask, stage="hash")
+def hash_(ref: stages.ChunkRef) -> stages.LeafRef:
+    return stages.hash_chunk(get_runtime(), ref)
+
+
+@app.task(name="lucid.leaf", base=StageTask, stage="hash")
+def leaf(session_id: str, index: int) -> stages.LeafRef:
+    return stages.leaf_of(get_runtime(), session_id, index)
+
+
+@app.task(name="lucid.merkle", base=StageTask, stage="merkle")
+def merkle(results: list[stages.LeafRef], session_id: str) -> str:
+    return stages.seal_session(get_runtime(), session_id, results)
+
+
+@app.task(name="lucid.anchor", base=StageTask, stage="anchor")
+def anchor(session_id: str) -> dict[str, Any]:
+    return stages.anchor_session(get_runtime(), session_id)
+
+
+@app.task(name="lucid.publish_seal", base=StageTask, stage="merkle")
+def publish_seal(session_id: str) -> str:
+    """Publish the session's chord from a worker, never inside the HTTP request."""
+    from tasks.canvas import seal_canvas  # canvas imports this module
+
+    result = seal_canvas(get_runtime(), session_id).apply_async()
+    return str(result.id)

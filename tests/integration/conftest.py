@@ -1,0 +1,59 @@
+"""The whole stack on real parts: workers per stage queue and the API under gunicorn,
+against the test session's redis-server and SecantusDB."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from cli.client import Client
+from cli.servers import free_port
+from cli.stack import Stack, StackConfig
+from lucid.runtime import Runtime
+from lucid.settings import load_settings
+
+CHUNK = 64 * 1024
+
+
+def stack_env(redis_url: str, mongodb_url: str, db: str, **extra: str) -> dict[str, str]:
+    return {
+        "REDIS_URL": redis_url,
+        "MONGODB_URL": mongodb_url,
+        "MONGODB_DATABASE": db,
+        "CHUNK_SIZE_MB": str(CHUNK / (1024 * 1024)),
+        "COMPRESS_WORKERS": "2",
+        "ENCRYPT_WORKERS": "2",
+        "HASH_WORKERS": "1",
+        "MERKLE_WORKERS": "1",
+        "ANCHOR_WORKERS": "1",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(
+    redis_url: str, mongodb_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The embedded stack as `lucid up` starts it, with Flower, on free ports."""
+    data_dir = tmp_path_factory.mktemp("stack")
+    config = StackConfig(
+        data_dir=data_dir,
+        api_port=free_port(),
+        flower_port=free_port(),
+        extra_env=stack_env(redis_url, mongodb_url, "lucid_it"),
+        loglevel="WARNING",
+    )
+    with Stack(config) as running:
+        yield running
+
+
+@pytest.fixture
+def client(stack: Stack) -> Client:
+    return Client(stack.api_url, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def runtime(stack: Stack) -> Runtime:
+    """The core wired to the same stores and data directory as the running stack."""
+    return Runtime(load_settings(stack.env))

@@ -1,0 +1,71 @@
+"""Bad input gets a 4xx with a JSON body naming the problem, never a 500."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from cli.client import Client
+
+UNKNOWN = "0" * 32
+
+
+def _error(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert body["message"], body
+    return body
+
+
+def test_unknown_session_is_404(client: Client) -> None:
+    body = _error(client.http.get(f"/api/v1/sessions/{UNKNOWN}"), 404)
+    assert UNKNOWN in body["message"]
+
+
+@pytest.mark.parametrize("bad", ["xyz", "A" * 32, "0" * 31, "..%2F..%2Fetc"])
+def test_malformed_session_id_is_400(client: Client, bad: str) -> None:
+    body = _error(client.http.get(f"/api/v1/sessions/{bad}"), 400)
+    assert "32 lowercase hex" in body["message"]
+
+
+def test_create_with_malformed_json_is_400(client: Client) -> None:
+    response = client.http.post(
+        "/api/v1/sessions", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    _error(response, 400)
+
+
+def test_appending_before_start_is_409_and_stores_nothing(client: Client) -> None:
+    sid = client.create()["session_id"]
+    body = _error(client.http.post(f"/api/v1/sessions/{sid}/data", content=b"abc"), 409)
+    assert "CREATED" in body["message"]
+    assert client.status(sid)["bytes_received"] == 0
+
+
+def test_invalid_transition_is_409_naming_allowed_triggers(client: Client) -> None:
+    sid = client.create()["session_id"]
+    body = _error(client.http.post(f"/api/v1/sessions/{sid}/resume"), 409)
+    assert "RESUME" in body["message"] and "CREATED" in body["message"]
+
+
+def test_proof_of_unsealed_session_is_409_and_bad_index_400(client: Client) -> None:
+    sid = client.create()["session_id"]
+    _error(client.http.get(f"/api/v1/sessions/{sid}/chunks/0/proof"), 409)
+    _error(client.http.get(f"/api/v1/sessions/{sid}/chunks/-1/proof"), 400)
+
+
+def test_declared_oversized_upload_is_413_before_reading(client: Client) -> None:
+    sid = client.create()["session_id"]
+    response = client.http.put(
+        f"/api/v1/sessions/{sid}/recording",
+        content=b"x",
+        headers={"Content-Length": str(1 << 50)},
+    )
+    _error(response, 413)
+    assert client.status(sid)["state"] == "CREATED"
+
+
+def test_unknown_route_is_json_404(client: Client) -> None:
+    _error(client.http.get("/api/v1/nope"), 404)

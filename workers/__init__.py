@@ -1,0 +1,1 @@
+"""How workers are launched and scaled: one worker group per stage queue."""

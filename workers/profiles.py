@@ -1,0 +1,46 @@
+"""Worker groups per stage queue, with each stage's concurrency from the settings.
+
+Each group is its own `celery worker -Q <stage> -c <N> -n <stage>@%h` process tree, so a
+queue is scaled on its own: more processes (-c), more replicas on other machines, or an
+autoscaler watching the Redis list named after the queue (see deploy/).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from lucid.settings import STAGES, Settings
+
+__all__ = ["WorkerGroup", "worker_argv", "worker_groups"]
+
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    stage: str
+    concurrency: int
+
+    @property
+    def node_name(self) -> str:
+        return f"{self.stage}@%h"
+
+
+def worker_groups(settings: Settings, stages: tuple[str, ...] | None = None) -> list[WorkerGroup]:
+    """One group per stage (or per selected stage), sized from the settings."""
+    chosen = stages or STAGES
+    return [WorkerGroup(stage, settings.workers_for(stage)) for stage in chosen]
+
+
+def worker_argv(group: WorkerGroup, *, loglevel: str = "INFO") -> list[str]:
+    """The command line of one worker group."""
+    return [
+        sys.executable, "-m", "celery", "-A", "tasks.app", "worker",
+        "-Q", group.stage,
+        "-c", str(group.concurrency),
+        "-n", group.node_name,
+        "--pool", "prefork",
+        "--loglevel", loglevel,
+        "-E",
+        "--without-mingle",
+        "--without-gossip",
+    ]  # fmt: skip
