@@ -102,7 +102,8 @@ class Stack:
             f"--port={port}", "--address=127.0.0.1",
             f"--db={self.config.data_dir.resolve() / 'flower.db'}", "--persistent=False",
         ]  # fmt: skip
-        return spawn("flower", argv, logs, env)
+        # Bound to loopback only; the embedded default lets local tools read Flower's API.
+        return spawn("flower", argv, logs, {**env, "FLOWER_UNAUTHENTICATED_API": "true"})
 
     def _wait_ready(self, settings: Settings, timeout: float = 90.0) -> None:
         """Wait until the API is healthy and every stage queue has a worker answering."""

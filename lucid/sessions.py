@@ -130,7 +130,7 @@ def stop(rt: Runtime, session_id: str) -> dict[str, Any]:
         return rt.meta.apply_trigger(
             session_id,
             Trigger.STOP,
-            set_fields={"chunk_count": count, "bytes_received": writer.total},
+            set_fields={"chunk_count": count, "bytes_received": writer.committed},
         )
 
 
@@ -207,6 +207,7 @@ class _ChunkWriter:
     def cut(self, *, final: bool) -> int:
         """Publish the staging file as chunk `index`; return the number of chunks cut."""
         index, size = self.index, self.filled
+        self.committed = self.total
         if not self.path.exists():
             self.path.touch()
         self.rt.blobs.put_file(layout.raw_key(self.session_id, index), self.path)
@@ -214,7 +215,6 @@ class _ChunkWriter:
             self.session_id, index, ChunkStage.RECEIVED, {"final": final, "plaintext_len": size}
         )
         self.index, self.filled = index + 1, 0
-        self.committed = self.total
         self.rt.meta.update_session(
             self.session_id, {"chunks_emitted": self.index, "bytes_received": self.committed}
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 from typing import Any
 
 import httpx
@@ -24,7 +26,7 @@ def test_unknown_session_is_404(client: Client) -> None:
     assert UNKNOWN in body["message"]
 
 
-@pytest.mark.parametrize("bad", ["xyz", "A" * 32, "0" * 31, "..%2F..%2Fetc"])
+@pytest.mark.parametrize("bad", ["xyz", "A" * 32, "0" * 31, "g" * 32, "..%5C..%5Cetc"])
 def test_malformed_session_id_is_400(client: Client, bad: str) -> None:
     body = _error(client.http.get(f"/api/v1/sessions/{bad}"), 400)
     assert "32 lowercase hex" in body["message"]
@@ -58,12 +60,15 @@ def test_proof_of_unsealed_session_is_409_and_bad_index_400(client: Client) -> N
 
 def test_declared_oversized_upload_is_413_before_reading(client: Client) -> None:
     sid = client.create()["session_id"]
-    response = client.http.put(
-        f"/api/v1/sessions/{sid}/recording",
-        content=b"x",
-        headers={"Content-Length": str(1 << 50)},
-    )
-    _error(response, 413)
+    url = client.http.base_url
+    conn = http.client.HTTPConnection(url.host, url.port, timeout=30)
+    conn.putrequest("PUT", f"/api/v1/sessions/{sid}/recording")
+    conn.putheader("Content-Length", str(1 << 50))
+    conn.endheaders(b"x" * 1024)
+    response = conn.getresponse()
+    assert response.status == 413
+    assert "exceeds" in json.loads(response.read())["message"]
+    conn.close()
     assert client.status(sid)["state"] == "CREATED"
 
 
