@@ -21,7 +21,7 @@ bp = Blueprint("sessions", __name__, url_prefix="/api/v1/sessions")
 _PUBLIC = (
     "session_id", "state", "created_at", "updated_at", "metadata", "chunk_size",
     "compression", "compression_level", "encryption", "bytes_received", "chunk_count",
-    "merkle_root", "tree_size", "sealed_at", "anchor", "error",
+    "merkle_root", "tree_size", "sealed_at", "anchor", "anchor_at", "error",
 )  # fmt: skip
 
 

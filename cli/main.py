@@ -255,13 +255,13 @@ def demo(size_mb: int, data_dir: Path, port: int) -> None:
     sys.exit(run_demo(size_mb, data_dir, port))
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.pass_context
-def bench(ctx: click.Context) -> None:
-    """Measure the pipeline against the in-process limit (see `lucid bench --help`)."""
-    from bench.run import main as bench_main
+def _add_bench() -> None:
+    from bench.run import bench
 
-    sys.exit(bench_main(ctx.args))
+    cli.add_command(bench, "bench")
+
+
+_add_bench()
 
 
 if __name__ == "__main__":

@@ -216,7 +216,8 @@ def anchor_session(rt: Runtime, session_id: str) -> dict[str, Any]:
         receipt = rt.anchor.submit(session_id, bytes.fromhex(merkle_root), size)
     data = receipt.to_dict()
     rt.meta.record_anchor(session_id, data)
-    rt.meta.update_session(session_id, {"anchor": data})
+    anchored_at = datetime.now(UTC).isoformat()
+    rt.meta.update_session(session_id, {"anchor": data, "anchor_at": anchored_at})
     log.info(
         "anchored session_id=%s status=%s ref=%s", session_id, receipt.status, receipt.reference
     )
