@@ -53,7 +53,7 @@ def measure_limit(
                 compression,
                 level,
                 encryption,
-            )  # fmt: skip
+            )
             for i in range(count)
         ]
         times = [f.result() for f in futures]

@@ -110,7 +110,8 @@ def bench(
     click.echo(f"input            {out['input_mb']} MB, {out['chunks']} chunks of {chunk_mb} MiB, "
                f"{compression}-{level}, {encryption}")  # fmt: skip
     click.echo(
-        f"in-process limit {out['limit_mbps']:8.1f} MB/s  ({limit.processes} processes, no queue/HTTP/DB)"
+        f"in-process limit {out['limit_mbps']:8.1f} MB/s  "
+        f"({limit.processes} processes, no queue/HTTP/DB)"
     )
     click.echo(f"pipeline         {out['pipeline_mbps']:8.1f} MB/s  (HTTP upload → anchored root)")
     click.echo(f"ratio            {out['ratio']:8.1%}")
