@@ -67,14 +67,20 @@ def _recorded(rt: Runtime, session_id: str, index: int, stage: ChunkStage) -> di
 
 
 def compress_chunk(rt: Runtime, session_id: str, index: int, final: bool) -> ChunkRef:
-    """Compress the raw chunk into its compressed blob."""
+    """Compress the raw chunk into its compressed blob (skipped if a duplicate did it)."""
     params = rt.session_params(session_id)
     out_key = layout.compressed_key(session_id, index)
     raw_key = layout.raw_key(session_id, index)
     ref = ChunkRef(session_id=session_id, index=index, final=final)
     try:
+        if rt.blobs.exists(out_key):  # a retry, a redelivery or the seal's chord got here first
+            ref["plaintext_len"], ref["compressed_len"] = (
+                rt.blobs.size(raw_key),
+                rt.blobs.size(out_key),
+            )
+            return ref
         data = rt.blobs.get(raw_key)
-    except FileNotFoundError:
+    except FileNotFoundError:  # the chunk is already hashed and its plaintext deleted
         doc = _recorded(rt, session_id, index, ChunkStage.COMPRESSED)
         ref["plaintext_len"], ref["compressed_len"] = doc["plaintext_len"], doc["compressed_len"]
         return ref
@@ -86,8 +92,8 @@ def compress_chunk(rt: Runtime, session_id: str, index: int, final: bool) -> Chu
         )
     compressed = rt.codec(params).compress(data)
     written = rt.blobs.put(out_key, compressed)
-    compressed_len = len(compressed) if written else rt.blobs.size(out_key)
-    ref["plaintext_len"], ref["compressed_len"] = len(data), compressed_len
+    ref["plaintext_len"] = len(data)
+    ref["compressed_len"] = len(compressed) if written else rt.blobs.size(out_key)
     rt.meta.record_chunk(
         session_id, index, ChunkStage.COMPRESSED, {"final": final, **_lengths(ref)}
     )

@@ -196,7 +196,7 @@ def test_concurrent_appends_from_processes_form_one_chain(tmp_path: Path) -> Non
     private = KEY.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # fork after threads can deadlock
     workers = [ctx.Process(target=_append_many, args=(str(path), private, w)) for w in range(4)]
     for p in workers:
         p.start()
