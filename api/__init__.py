@@ -15,7 +15,8 @@ def create_app(runtime: Runtime | None = None, test_config: dict[str, Any] | Non
     app.config.from_mapping(JSON_SORT_KEYS=False)
     if test_config:
         app.config.update(test_config)
-    app.extensions["lucid"] = runtime or get_runtime()
+    rt = app.extensions["lucid"] = runtime or get_runtime()
+    rt.meta.ensure_indexes()
 
     from api import chunks, errors, health, sessions
 

@@ -28,33 +28,59 @@ class PipelineResult:
     chunks: int
     stage_seconds: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    return [proc, *proc.children(recursive=True)]
+
+
+def _cpu(proc: psutil.Process, *, tree: bool = True) -> float:
+    total = 0.0
+    for p in _tree(proc) if tree else [proc]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
 
 
 class RssSampler(threading.Thread):
-    """Peak resident memory per named process tree, sampled every 20 ms."""
+    """Peak resident memory (sampled every 20 ms) and CPU seconds per named process tree."""
 
     def __init__(self, roots: dict[str, int]) -> None:
         super().__init__(daemon=True)
-        self.roots = roots
-        self.peak: dict[str, float] = dict.fromkeys(roots, 0.0)
+        self.roots = {**roots, "bench-client": psutil.Process().pid}
+        self.peak: dict[str, float] = dict.fromkeys(self.roots, 0.0)
+        self._procs = {name: psutil.Process(pid) for name, pid in self.roots.items()}
+        # The stack's processes are children of this one: count only its own CPU.
+        self._own = {"bench-client"}
+        self._cpu_start = {n: _cpu(p, tree=n not in self._own) for n, p in self._procs.items()}
+        self.cpu: dict[str, float] = {}
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        procs = {name: psutil.Process(pid) for name, pid in self.roots.items()}
-        while not self._stop_event.is_set():
-            for name, proc in procs.items():
-                try:
-                    tree = [proc, *proc.children(recursive=True)]
-                    rss = sum(p.memory_info().rss for p in tree) / 2**20
-                except psutil.Error:
-                    continue
-                self.peak[name] = max(self.peak[name], rss)
-            time.sleep(0.02)
+        trees = {name: _tree(p) for name, p in self._procs.items()}
+        while not self._stop_event.wait(0.1):
+            for name, tree in trees.items():
+                rss = 0
+                for p in tree:
+                    try:
+                        rss += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.peak[name] = max(self.peak[name], rss / 2**20)
 
     def stop(self) -> dict[str, float]:
         self._stop_event.set()
         self.join(5)
-        return {k: round(v, 1) for k, v in self.peak.items()}
+        self.cpu = {
+            n: round(_cpu(p, tree=n not in self._own) - self._cpu_start[n], 2)
+            for n, p in self._procs.items()
+        }
+        shown = ("api", "worker-")
+        return {k: round(v, 1) for k, v in self.peak.items() if k.startswith(shown)}
 
 
 _METRIC = re.compile(r'^lucid_stage_seconds_total\{stage="(\w+)"\} ([0-9.eE+-]+)$', re.M)
@@ -69,11 +95,25 @@ def _ts(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
+def _warm_up(client: Client, path: Path) -> None:
+    path.write_bytes(b"warm" * 1024)
+    for _ in range(2):
+        session_id = client.create({"bench": "warm-up"})["session_id"]
+        client.upload(session_id, path)
+        client.wait(session_id, timeout=120, interval=0.05)
+    path.unlink()
+
+
 def measure_pipeline(
     api_url: str, path: Path, rss_roots: dict[str, int] | None = None
 ) -> PipelineResult:
-    """Create a session, PUT the file, wait for the anchor; times from server timestamps."""
+    """Create a session, PUT the file, wait for the anchor; times from server timestamps.
+
+    A one-chunk session goes through first, so every worker process is warm, as in a
+    stack that has been running.
+    """
     client = Client(api_url)
+    _warm_up(client, path.parent / "warm-up.bin")
     before = stage_seconds(api_url)
     sampler = RssSampler(rss_roots or {})
     sampler.start()
@@ -81,7 +121,7 @@ def measure_pipeline(
     started = time.time()
     client.upload(session_id, path)
     uploaded = time.time()
-    status = client.wait(session_id, timeout=3600, interval=0.05)
+    status = client.wait(session_id, timeout=3600, interval=0.1)
     peaks = sampler.stop()
     if status["state"] == "ERROR":
         raise RuntimeError(f"session failed: {status['error']}")
@@ -96,6 +136,7 @@ def measure_pipeline(
         chunks=int(status["chunk_count"]),
         stage_seconds={k: round(after.get(k, 0.0) - before.get(k, 0.0), 3) for k in after},
         peak_rss_mb=peaks,
+        cpu_s=sampler.cpu,
     )
 
 

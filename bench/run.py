@@ -45,11 +45,7 @@ def run_once(
         data_dir=work_dir, api_port=free_port(), flower_port=None, extra_env=env, loglevel="WARNING"
     )
     with Stack(config) as stack:
-        roots = {
-            p.name: p.popen.pid
-            for p in stack.procs
-            if p.name == "api" or p.name.startswith("worker-")
-        }
+        roots = {p.name: p.popen.pid for p in stack.procs}
         result = measure_pipeline(stack.api_url, path, roots).__dict__
     workers = {
         stage: settings.workers_for(stage)
@@ -103,6 +99,8 @@ def bench(
         "chunks": pipeline["chunks"],
         "stage_seconds": pipeline["stage_seconds"],
         "peak_rss_mb": pipeline["peak_rss_mb"],
+        "cpu_s": pipeline["cpu_s"],
+        "limit_cpu_s": round(sum(limit.stage_seconds.values()), 3),
     }
     if as_json:
         click.echo(json.dumps(out, indent=2))
@@ -126,6 +124,7 @@ def bench(
         + json.dumps(out["limit_stage_seconds"])
     )
     click.echo("peak RSS (MB)    " + json.dumps(out["peak_rss_mb"]))
+    click.echo(f"CPU seconds      limit {out['limit_cpu_s']}, pipeline " + json.dumps(out["cpu_s"]))
 
 
 def main(args: list[str]) -> int:

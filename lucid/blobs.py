@@ -38,7 +38,7 @@ _STAGING_DIR = "~staging"
 class BlobStore(Protocol):
     """Write-once blobs by key; `put*` return True only for the call that created the blob."""
 
-    def put(self, key: str, data: bytes) -> bool: ...
+    def put(self, key: str, data: bytes, *, durable: bool = True) -> bool: ...
     def put_file(self, key: str, path: Path) -> bool: ...
     def get(self, key: str) -> bytes: ...
     def open(self, key: str) -> BinaryIO: ...
@@ -109,7 +109,7 @@ class FileBlobStore:
             # A new directory entry is only durable once its parent is synced.
             _fsync_dir(new.parent)
 
-    def _link(self, source: Path, final: Path) -> bool:
+    def _link(self, source: Path, final: Path, *, durable: bool = True) -> bool:
         """Hard-link the synced `source` to `final` unless a blob is already there."""
         try:
             os.link(source, final)
@@ -117,21 +117,25 @@ class FileBlobStore:
             if not final.is_file():
                 raise InvalidInput(f"blob key {final} is a folder") from None
             return False
-        _fsync_dir(final.parent)
+        if durable:
+            _fsync_dir(final.parent)
         return True
 
-    def put(self, key: str, data: bytes) -> bool:
-        """Store `data` under `key` unless a blob is already there (then return False)."""
+    def put(self, key: str, data: bytes, *, durable: bool = True) -> bool:
+        """Store `data` under `key` unless a blob is already there (then return False).
+
+        `durable=False` skips the fsyncs, for intermediates that can be recomputed.
+        """
         final = self._path(key)
         if final.is_file():
             return False
-        tmp = self._write_temp(final.parent, data)
+        tmp = self._write_temp(final.parent, data, durable=durable)
         try:
-            return self._link(tmp, final)
+            return self._link(tmp, final, durable=durable)
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _write_temp(self, directory: Path, data: bytes) -> Path:
+    def _write_temp(self, directory: Path, data: bytes, *, durable: bool = True) -> Path:
         for attempt in range(3):
             self._make_dirs(directory)
             try:
@@ -144,8 +148,9 @@ class FileBlobStore:
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
+                if durable:
+                    out.flush()
+                    os.fsync(out.fileno())
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

@@ -56,9 +56,7 @@ class Runtime:
     def meta(self) -> MetadataStore:
         if not self.settings.mongodb_url:
             raise ConfigError("MONGODB_URL is not set (lucid up sets it for the embedded stack)")
-        store = MetadataStore.connect(self.settings.mongodb_url, self.settings.mongodb_database)
-        store.ensure_indexes()
-        return store
+        return MetadataStore.connect(self.settings.mongodb_url, self.settings.mongodb_database)
 
     @cached_property
     def anchor(self) -> Anchor:
@@ -77,6 +75,11 @@ class Runtime:
     def recipient_public(self) -> Any:
         ensure_keys(self.settings.keys_path)
         return load_recipient_public(self.settings.keys_path)
+
+    def warm_up(self) -> None:
+        """Connect and load keys now, so the first task does not pay for it."""
+        self.meta.ping()
+        _ = self.recipient_public
 
     def codec(self, params: SessionParams) -> Codec:
         return get_codec(params.compression, params.compression_level)

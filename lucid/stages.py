@@ -91,7 +91,8 @@ def compress_chunk(rt: Runtime, session_id: str, index: int, final: bool) -> Chu
             chunk_index=index,
         )
     compressed = rt.codec(params).compress(data)
-    written = rt.blobs.put(out_key, compressed)
+    # Recomputable from the raw chunk until the ciphertext is durable: no fsync needed.
+    written = rt.blobs.put(out_key, compressed, durable=False)
     ref["plaintext_len"] = len(data)
     ref["compressed_len"] = len(compressed) if written else rt.blobs.size(out_key)
     rt.meta.record_chunk(
@@ -103,22 +104,21 @@ def compress_chunk(rt: Runtime, session_id: str, index: int, final: bool) -> Chu
 def encrypt_stage(rt: Runtime, ref: ChunkRef) -> ChunkRef:
     """Encrypt the compressed blob to the session's public key (per-chunk fresh key)."""
     session_id, index = ref["session_id"], ref["index"]
-    params = rt.session_params(session_id)
     out_key = layout.encrypted_key(session_id, index)
-    if rt.blobs.exists(out_key):
-        ciphertext_len = rt.blobs.size(out_key)
-    else:
-        try:
-            compressed = rt.blobs.get(layout.compressed_key(session_id, index))
-        except FileNotFoundError:
-            doc = _recorded(rt, session_id, index, ChunkStage.ENCRYPTED)
-            return ChunkRef(**{**ref, "ciphertext_len": doc["ciphertext_len"]})  # type: ignore[typeddict-item]
-        ctx = _context(params.encryption, params.compression, ref)
-        blob = encrypt_chunk(compressed, params.session_public, ctx)
-        # When a duplicate won the race its bytes are the ones kept (write-once).
-        written = rt.blobs.put(out_key, blob)
-        ciphertext_len = len(blob) if written else rt.blobs.size(out_key)
-    out = ChunkRef(**{**ref, "ciphertext_len": ciphertext_len})  # type: ignore[typeddict-item]
+    out = ChunkRef(**ref)  # type: ignore[typeddict-item]
+    if rt.blobs.exists(out_key):  # a duplicate encrypted it first; its bytes are the ones kept
+        out["ciphertext_len"] = rt.blobs.size(out_key)
+        return out
+    params = rt.session_params(session_id)
+    try:
+        compressed = rt.blobs.get(layout.compressed_key(session_id, index))
+    except FileNotFoundError:
+        out["ciphertext_len"] = rt.blobs.size(out_key)  # hashed meanwhile: intermediates gone
+        return out
+    ctx = _context(params.encryption, params.compression, ref)
+    blob = encrypt_chunk(compressed, params.session_public, ctx)
+    written = rt.blobs.put(out_key, blob)
+    out["ciphertext_len"] = len(blob) if written else rt.blobs.size(out_key)
     rt.meta.record_chunk(session_id, index, ChunkStage.ENCRYPTED, _lengths(out))
     return out
 
@@ -126,6 +126,9 @@ def encrypt_stage(rt: Runtime, ref: ChunkRef) -> ChunkRef:
 def hash_chunk(rt: Runtime, ref: ChunkRef) -> LeafRef:
     """Hash the stored ciphertext, commit the chunk's leaf and drop its plaintext blobs."""
     session_id, index = ref["session_id"], ref["index"]
+    if not rt.blobs.exists(layout.compressed_key(session_id, index)):
+        # The compressed blob is deleted only after the leaf is committed: a duplicate.
+        return leaf_of(rt, session_id, index)
     params = rt.session_params(session_id)
     blob = rt.blobs.get(layout.encrypted_key(session_id, index))
     leaf = LeafRecord(

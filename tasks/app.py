@@ -15,7 +15,7 @@ import tasks.pipeline  # noqa: E402,F401  - registers the tasks
 
 @worker_process_init.connect
 def _fresh_runtime(**_: Any) -> None:
-    """Forked pool processes must not share the parent's MongoDB client."""
+    """Forked pool processes must not share the parent's MongoDB client; connect eagerly."""
     from lucid.runtime import reset_runtime
 
-    reset_runtime()
+    reset_runtime().warm_up()

@@ -69,10 +69,11 @@ class StageTask(Task):  # type: ignore[misc]
 
     def _check_redelivery_cap(self) -> None:
         settings = get_runtime().settings
-        client = self.app.backend.client
         key = f"lucid:deliveries:{self.request.id}"
-        seen = int(client.incr(key))
-        client.expire(key, settings.visibility_timeout_s * 4)
+        pipe = self.app.backend.client.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, settings.visibility_timeout_s * 4)
+        seen = int(pipe.execute()[0])
         allowed = settings.task_max_retries + settings.redelivery_cap + 1
         if seen > allowed:
             raise RedeliveryCapExceeded(f"delivered {seen} times, cap is {allowed}")
