@@ -3,6 +3,7 @@ sampling the peak RSS of the API and of each worker group meanwhile."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -66,10 +67,8 @@ class RssSampler(threading.Thread):
             for name, tree in trees.items():
                 rss = 0
                 for p in tree:
-                    try:
+                    with contextlib.suppress(psutil.Error):
                         rss += p.memory_info().rss
-                    except psutil.Error:
-                        pass
                 self.peak[name] = max(self.peak[name], rss / 2**20)
 
     def stop(self) -> dict[str, float]:
