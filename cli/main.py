@@ -257,8 +257,10 @@ def demo(size_mb: int, data_dir: Path, port: int) -> None:
 
 def _add_bench() -> None:
     from bench.run import bench
+    from bench.scaling import scaling
 
     cli.add_command(bench, "bench")
+    cli.add_command(scaling, "bench-scaling")
 
 
 _add_bench()
