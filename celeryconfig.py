@@ -43,8 +43,9 @@ result_backend_transport_options = {"visibility_timeout": _settings.visibility_t
 # Chord counters live as long as results: keep them past the longest plausible backlog.
 result_expires = 7 * 24 * 3600
 
-# Flower needs events; the queue names are what a KEDA redis-list trigger watches.
+# Flower needs worker events. Sent events and the STARTED state would cost one more Redis
+# write per task each; queue depth comes from the queue lists (GET /metrics) instead.
 worker_send_task_events = True
-task_send_sent_event = True
-task_track_started = True
+task_send_sent_event = False
+task_track_started = False
 worker_hijack_root_logger = False

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     hash_workers: int = Field(2, alias="HASH_WORKERS", ge=1, le=256)
     merkle_workers: int = Field(2, alias="MERKLE_WORKERS", ge=1, le=256)
     anchor_workers: int = Field(1, alias="ANCHOR_WORKERS", ge=1, le=256)
+    worker_profile: Literal["seeds", "cores"] = Field("seeds", alias="WORKER_PROFILE")
 
     data_dir: Path = Field(Path("./lucid-data"), alias="LUCID_DATA_DIR")
     key_dir: Path | None = Field(None, alias="LUCID_KEY_DIR")
@@ -105,10 +106,20 @@ class Settings(BaseSettings):
         return self.data_dir / "ledger" / "ledger.jsonl"
 
     def workers_for(self, stage: str) -> int:
-        """Worker concurrency of one stage queue."""
+        """Worker concurrency of one stage queue.
+
+        An explicit <STAGE>_WORKERS wins. Otherwise the "seeds" profile gives the seeds'
+        counts (compress 4, encrypt 4, hash 2, merkle 2, anchor 1); "cores" gives each CPU
+        stage one process per core and merkle/anchor one, which measured fastest on small
+        machines (see `lucid bench-scaling`).
+        """
         if stage not in STAGES:
             raise ConfigError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
-        return int(getattr(self, f"{stage}_workers"))
+        field = f"{stage}_workers"
+        if self.worker_profile == "cores" and field not in self.model_fields_set:
+            cpu_bound = stage in ("compress", "encrypt", "hash")
+            return (os.cpu_count() or 1) if cpu_bound else 1
+        return int(getattr(self, field))
 
 
 def _alias_of(field: str) -> str:

@@ -117,12 +117,14 @@ def _index_of(args: Any) -> Any:
 PERMANENT_SOFT_LIMIT = (SoftTimeLimitExceeded,)
 
 
-@app.task(name="lucid.compress", base=StageTask, stage="compress")
+# Chains hand each result to the next task in its message: only the chord's last link
+# (hash, leaf) needs its result stored in the backend.
+@app.task(name="lucid.compress", base=StageTask, stage="compress", ignore_result=True)
 def compress(session_id: str, index: int, final: bool) -> stages.ChunkRef:
     return stages.compress_chunk(get_runtime(), session_id, index, final)
 
 
-@app.task(name="lucid.encrypt", base=StageTask, stage="encrypt")
+@app.task(name="lucid.encrypt", base=StageTask, stage="encrypt", ignore_result=True)
 def encrypt(ref: stages.ChunkRef) -> stages.ChunkRef:
     return stages.encrypt_stage(get_runtime(), ref)
 
