@@ -26,7 +26,14 @@ from lucid.runtime import Runtime
 from lucid.stages import leaf_record
 from lucid.states import SessionState
 
-__all__ = ["VerifyReport", "proof_for", "restore", "sealed_chunks", "verify_session"]
+__all__ = [
+    "VerifyReport",
+    "check_anchor",
+    "proof_for",
+    "restore",
+    "sealed_chunks",
+    "verify_session",
+]
 
 
 @dataclass
@@ -92,6 +99,29 @@ def proof_for(rt: Runtime, session_id: str, index: int) -> dict[str, Any]:
     }
 
 
+def check_anchor(rt: Runtime, session: dict[str, Any]) -> Receipt:
+    """The anchor must still hold this session's sealed root; return the confirmed receipt.
+
+    The metadata store alone is not trusted: someone able to rewrite chunk records and the
+    stored root consistently is stopped here, because the anchor holds the original root.
+    """
+    session_id, sealed = session["session_id"], session["merkle_root"]
+    recorded = rt.meta.get_anchor(session_id)
+    if recorded is None:
+        raise IntegrityError(
+            "no anchor receipt recorded for the sealed root", session_id=session_id
+        )
+    receipt = rt.anchor.confirm(Receipt.from_dict(recorded))
+    anchored_for = receipt.details.get("session_id", session_id)
+    if receipt.root != sealed or anchored_for != session_id:
+        raise IntegrityError(
+            f"anchored root: expected {sealed} for this session, got {receipt.root} "
+            f"for session {anchored_for}",
+            session_id=session_id,
+        )
+    return receipt
+
+
 def _check_stored(rt: Runtime, session_id: str, chunk: dict[str, Any]) -> bytes:
     """The stored ciphertext of a chunk, after checking it matches the committed leaf."""
     index = int(chunk["index"])
@@ -138,16 +168,7 @@ def verify_session(rt: Runtime, session_id: str) -> VerifyReport:
         except LucidError as exc:
             report.failures.append(str(exc))
     try:
-        anchor = rt.meta.get_anchor(session_id)
-        if anchor is None:
-            report.failures.append(f"session {session_id}: no anchor receipt recorded")
-        else:
-            receipt = rt.anchor.confirm(Receipt.from_dict(anchor))
-            report.anchor = receipt.to_dict()
-            if receipt.root != session["merkle_root"]:
-                report.failures.append(
-                    f"anchor root: expected {session['merkle_root']}, got {receipt.root}"
-                )
+        report.anchor = check_anchor(rt, session).to_dict()
     except LucidError as exc:
         report.failures.append(f"anchor: {exc}")
     return report
@@ -162,6 +183,7 @@ def restore(
     byte is produced when the records no longer match the root.
     """
     session, chunks = sealed_chunks(rt, session_id)
+    check_anchor(rt, session)
     for chunk in chunks:
         _check_stored(rt, session_id, chunk)
     return _restore_iter(rt, session, chunks, private_key)

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_cross_field(self) -> Settings:
         low, high = COMPRESSION_LEVELS[self.compression_algorithm]
+        if "compression_level" not in self.model_fields_set:
+            # The default level (6) is zstd's and gzip's; "none" has only level 0.
+            self.__dict__["compression_level"] = min(max(self.compression_level, low), high)
         if not low <= self.compression_level <= high:
             raise ValueError(
                 f"COMPRESSION_LEVEL={self.compression_level} is not allowed for "

@@ -1,0 +1,120 @@
+"""Settings: the seeds' defaults, and a ConfigError naming variable and value for bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from lucid.errors import ConfigError
+from lucid.settings import MIB, load_settings
+
+
+def test_defaults_match_the_seeds() -> None:
+    s = load_settings({})
+    assert s.chunk_size_mb == 10
+    assert s.chunk_size == 10 * MIB
+    assert s.compression_algorithm == "zstd"
+    assert s.compression_level == 6
+    assert s.encryption_algorithm == "AES-256-GCM"
+    assert s.anchor_backend == "ledger"
+    assert (s.task_soft_time_limit_s, s.task_time_limit_s, s.visibility_timeout_s) == (
+        300,
+        360,
+        900,
+    )
+
+
+def test_worker_counts_default_to_the_seed_profile() -> None:
+    s = load_settings({})
+    got = {stage: s.workers_for(stage) for stage in ("compress", "encrypt", "hash")}
+    got |= {stage: s.workers_for(stage) for stage in ("merkle", "anchor")}
+    assert got == {"compress": 4, "encrypt": 4, "hash": 2, "merkle": 2, "anchor": 1}
+
+
+def test_worker_count_is_read_from_its_variable() -> None:
+    assert load_settings({"HASH_WORKERS": "7"}).workers_for("hash") == 7
+
+
+def test_workers_for_unknown_stage_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="'nope'"):
+        load_settings({}).workers_for("nope")
+
+
+def test_64_kib_chunk_size_is_accepted_as_exact_bytes() -> None:
+    assert load_settings({"CHUNK_SIZE_MB": "0.0625"}).chunk_size == 64 * 1024
+
+
+def test_empty_value_means_default() -> None:
+    assert load_settings({"CHUNK_SIZE_MB": ""}).chunk_size == 10 * MIB
+
+
+def test_paths_derive_from_data_dir(tmp_path) -> None:
+    s = load_settings({"LUCID_DATA_DIR": str(tmp_path)})
+    assert s.keys_path == tmp_path / "keys"
+    assert s.blobs_path == tmp_path / "blobs"
+    assert s.ledger_path == tmp_path / "ledger" / "ledger.jsonl"
+    other = tmp_path / "elsewhere"
+    assert load_settings({"LUCID_KEY_DIR": str(other)}).keys_path == other
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"CHUNK_SIZE_MB": "ten"}, ["CHUNK_SIZE_MB", "ten"]),
+        ({"CHUNK_SIZE_MB": "0.001"}, ["CHUNK_SIZE_MB", "0.001", "4 KiB"]),
+        ({"CHUNK_SIZE_MB": "0"}, ["CHUNK_SIZE_MB", "'0'"]),
+        ({"COMPRESSION_LEVEL": "23"}, ["COMPRESSION_LEVEL=23", "zstd", "1..22"]),
+        ({"COMPRESSION_LEVEL": "0"}, ["COMPRESSION_LEVEL=0", "zstd"]),
+        (
+            {"COMPRESSION_ALGORITHM": "gzip", "COMPRESSION_LEVEL": "12"},
+            ["COMPRESSION_LEVEL=12", "gzip", "0..9"],
+        ),
+        ({"COMPRESSION_LEVEL": "high"}, ["COMPRESSION_LEVEL", "high"]),
+        ({"COMPRESSION_ALGORITHM": "lz4"}, ["COMPRESSION_ALGORITHM", "lz4"]),
+        ({"ENCRYPTION_ALGORITHM": "DES"}, ["ENCRYPTION_ALGORITHM", "DES"]),
+        (
+            {"TASK_SOFT_TIME_LIMIT": "360", "TASK_TIME_LIMIT": "360"},
+            ["TASK_SOFT_TIME_LIMIT", "TASK_TIME_LIMIT", "360, 360, 900"],
+        ),
+        (
+            {"VISIBILITY_TIMEOUT": "360"},
+            ["TASK_TIME_LIMIT", "VISIBILITY_TIMEOUT", "300, 360, 360"],
+        ),
+        ({"ANCHOR_BACKEND": "http"}, ["ANCHOR_BACKEND=http", "BLOCKCHAIN_ANCHORING_URL"]),
+        ({"ANCHOR_BACKEND": "chain"}, ["ANCHOR_BACKEND", "chain"]),
+        ({"ENCRYPT_WORKERS": "0"}, ["ENCRYPT_WORKERS", "'0'"]),
+    ],
+)
+def test_bad_value_is_a_config_error_naming_variable_and_value(
+    env: dict[str, str], names: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    for name in names:
+        assert name in message
+
+
+def test_http_anchor_with_url_is_accepted() -> None:
+    s = load_settings({"ANCHOR_BACKEND": "http", "BLOCKCHAIN_ANCHORING_URL": "http://a.test"})
+    assert s.anchoring_url == "http://a.test"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"CHUNK_SIZE_MB": "ten", "HASH_WORKERS": "many"})
+    assert "CHUNK_SIZE_MB='ten'" in str(caught.value)
+    assert "HASH_WORKERS='many'" in str(caught.value)
+
+
+def test_gzip_accepts_its_own_level_range() -> None:
+    assert load_settings({"COMPRESSION_ALGORITHM": "gzip", "COMPRESSION_LEVEL": "9"})
+    assert load_settings({"COMPRESSION_ALGORITHM": "gzip", "COMPRESSION_LEVEL": "0"})
+
+
+def test_compression_none_with_level_zero_is_accepted() -> None:
+    s = load_settings({"COMPRESSION_ALGORITHM": "none", "COMPRESSION_LEVEL": "0"})
+    assert (s.compression_algorithm, s.compression_level) == ("none", 0)
+
+
+def test_compression_none_alone_is_accepted() -> None:
+    assert load_settings({"COMPRESSION_ALGORITHM": "none"}).compression_algorithm == "none"
