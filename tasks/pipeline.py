@@ -13,7 +13,6 @@ from typing import Any
 
 import pymongo.errors
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
 from lucid import stages
@@ -112,9 +111,6 @@ def _index_of(args: Any) -> Any:
         if isinstance(value, dict) and "index" in value:
             return value["index"]
     return args[1] if len(args) > 1 and isinstance(args[1], int) else "-"
-
-
-PERMANENT_SOFT_LIMIT = (SoftTimeLimitExceeded,)
 
 
 # Chains hand each result to the next task in its message: only the chord's last link
