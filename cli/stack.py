@@ -128,7 +128,8 @@ class Stack:
         from celery import Celery
 
         if self._control is None:
-            self._control = Celery("lucid-control", broker=self.env["REDIS_URL"])
+            broker = self.env.get("BROKER_URL") or self.env["REDIS_URL"]
+            self._control = Celery("lucid-control", broker=broker)
         replies = self._control.control.ping(timeout=0.5) or []
         return {name.split("@")[0] + "@" for reply in replies for name in reply}
 
