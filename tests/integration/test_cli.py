@@ -97,5 +97,5 @@ def test_lucid_up_serves_and_stops_every_process_on_sigterm(
     assert up.returncode == 0, stderr
     assert f"http://127.0.0.1:{port}" in stdout
     assert "stopping" in stderr
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, [p.cmdline() for p in alive]
