@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app
 
 from lucid.runtime import Runtime, get_runtime
 
@@ -29,7 +29,5 @@ def create_app(runtime: Runtime | None = None, test_config: dict[str, Any] | Non
 
 def runtime() -> Runtime:
     """The runtime of the current app."""
-    from flask import current_app
-
     rt: Runtime = current_app.extensions["lucid"]
     return rt

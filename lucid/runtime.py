@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
 from lucid.anchors import Anchor, make_anchor
 from lucid.blobs import BlobStore, FileBlobStore
 from lucid.codecs import Codec, get_codec
@@ -72,7 +74,7 @@ class Runtime:
         )
 
     @cached_property
-    def recipient_public(self) -> Any:
+    def recipient_public(self) -> X25519PublicKey:
         ensure_keys(self.settings.keys_path)
         return load_recipient_public(self.settings.keys_path)
 
