@@ -144,8 +144,6 @@ def start_secantus(data_dir: Path, port: int | None = None) -> tuple[ManagedProc
         "--log-level", "WARNING",
         # With the heartbeat off (its default) the server's stop() waits forever on SIGTERM.
         "--noop-heartbeat-seconds", "1",
-        # The seal is one metadata write and is the commit point: it must reach the disk.
-        "--sync-on-commit",
     ]  # fmt: skip
     proc = spawn("secantus", argv, data_dir)
     wait_for_port(proc, port, timeout=60)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pymongo
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, WriteConcern
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
@@ -60,9 +60,17 @@ class MetadataStore:
 
     def __init__(self, db: Database[Doc]) -> None:
         self.db = db
-        self.sessions: Collection[Doc] = db["sessions"]
+        # Commit points (state changes, the seal, anchors, the end of an upload) wait for the
+        # journal; per-chunk progress does not, since the journal is sequential and the next
+        # journaled write makes everything before it durable too.
+        journaled = WriteConcern(j=True)
+        self.sessions: Collection[Doc] = db.get_collection("sessions", write_concern=journaled)
+        self.anchors: Collection[Doc] = db.get_collection("anchors", write_concern=journaled)
         self.chunks: Collection[Doc] = db["chunks"]
-        self.anchors: Collection[Doc] = db["anchors"]
+        self._sessions_progress: Collection[Doc] = db["sessions"]
+        self._chunks_journaled: Collection[Doc] = db.get_collection(
+            "chunks", write_concern=journaled
+        )
 
     @classmethod
     def connect(cls, url: str, database: str = "lucid") -> MetadataStore:
@@ -177,12 +185,17 @@ class MetadataStore:
         set_fields: dict[str, Any],
         *,
         expect_state: SessionState | None = None,
+        journal: bool = True,
     ) -> Doc:
-        """Set fields of a session (only while it is in `expect_state`, when given)."""
+        """Set fields of a session (only while it is in `expect_state`, when given).
+
+        `journal=False` is for progress that a later journaled write will make durable.
+        """
         query: Doc = {"session_id": _check_id(session_id)}
         if expect_state is not None:
             query["state"] = str(SessionState(expect_state))
-        doc = self.sessions.find_one_and_update(
+        sessions = self.sessions if journal else self._sessions_progress
+        doc = sessions.find_one_and_update(
             query,
             {"$set": {**_check_fields(set_fields, _SESSION_OWNED), "updated_at": _now()}},
             projection=_NO_ID,
@@ -202,9 +215,18 @@ class MetadataStore:
         self.sessions.delete_many(query)
 
     def record_chunk(
-        self, session_id: str, index: int, stage: ChunkStage, fields: dict[str, Any]
+        self,
+        session_id: str,
+        index: int,
+        stage: ChunkStage,
+        fields: dict[str, Any],
+        *,
+        journal: bool = False,
     ) -> None:
-        """Upsert a chunk's fields and raise its stage to at least `stage` (idempotent)."""
+        """Upsert a chunk's fields and raise its stage to at least `stage` (idempotent).
+
+        `journal=True` waits for the journal (a chunk's leaf, before its plaintext goes).
+        """
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise InvalidInput(f"chunk index must be an integer >= 0, got {index!r}")
         now = _now()
@@ -216,11 +238,12 @@ class MetadataStore:
             "$max": {"stage": int(ChunkStage(stage))},
             "$setOnInsert": {"created_at": now},
         }
+        chunks = self._chunks_journaled if journal else self.chunks
         try:
-            self.chunks.update_one(query, update, upsert=True)
+            chunks.update_one(query, update, upsert=True)
         except DuplicateKeyError:
             # Two upserts raced to insert; the loser now finds the document and updates it.
-            self.chunks.update_one(query, update, upsert=True)
+            chunks.update_one(query, update, upsert=True)
 
     def get_chunk(self, session_id: str, index: int) -> Doc:
         """One chunk document; NotFound if it was never recorded."""

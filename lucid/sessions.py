@@ -186,6 +186,8 @@ class _ChunkWriter:
         return self.index * self.chunk_size + self.filled
 
     def _chunk_exists(self, index: int) -> bool:
+        if self.rt.blobs.exists(layout.raw_key(self.session_id, index)):
+            return True
         try:
             self.rt.meta.get_chunk(self.session_id, index)
         except NotFound:
@@ -215,8 +217,11 @@ class _ChunkWriter:
             self.session_id, index, ChunkStage.RECEIVED, {"final": final, "plaintext_len": size}
         )
         self.index, self.filled = index + 1, 0
+        # Progress only: the journaled write that ends the request makes it durable.
         self.rt.meta.update_session(
-            self.session_id, {"chunks_emitted": self.index, "bytes_received": self.committed}
+            self.session_id,
+            {"chunks_emitted": self.index, "bytes_received": self.committed},
+            journal=False,
         )
         self.on_chunk(self.session_id, index, final)
         return self.index

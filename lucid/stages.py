@@ -144,9 +144,13 @@ def hash_chunk(rt: Runtime, ref: ChunkRef) -> LeafRef:
     )
     leaf_hash = leaf.leaf_hash().hex()
     rt.meta.record_chunk(
-        session_id, index, ChunkStage.HASHED, {**leaf.to_dict(), "leaf_hash": leaf_hash}
+        session_id,
+        index,
+        ChunkStage.HASHED,
+        {**leaf.to_dict(), "leaf_hash": leaf_hash},
+        journal=True,
     )
-    # The chunk is committed: its plaintext and compressed copies must not stay at rest.
+    # The leaf is durable: the plaintext and compressed copies must not stay at rest.
     rt.blobs.delete(layout.raw_key(session_id, index))
     rt.blobs.delete(layout.compressed_key(session_id, index))
     return LeafRef(index=index, leaf_hash=leaf_hash)
