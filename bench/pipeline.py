@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psutil
@@ -138,7 +137,3 @@ def measure_pipeline(
         peak_rss_mb=peaks,
         cpu_s=sampler.cpu,
     )
-
-
-def describe(result: Any) -> dict[str, Any]:
-    return dict(result.__dict__)

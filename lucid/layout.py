@@ -6,7 +6,7 @@ import re
 
 from lucid.errors import InvalidInput
 
-__all__ = ["check_session_id", "compressed_key", "encrypted_key", "raw_key", "session_prefix"]
+__all__ = ["check_session_id", "compressed_key", "encrypted_key", "raw_key"]
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -16,10 +16,6 @@ def check_session_id(session_id: str) -> str:
     if not isinstance(session_id, str) or not _SESSION_ID.match(session_id):
         raise InvalidInput(f"session id must be 32 lowercase hex characters, got {session_id!r}")
     return session_id
-
-
-def session_prefix(session_id: str) -> str:
-    return f"sessions/{session_id}"
 
 
 def raw_key(session_id: str, index: int) -> str:

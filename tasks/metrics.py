@@ -38,7 +38,3 @@ def stage_stats(app: Any) -> dict[str, dict[str, float]]:
             }
     broker.release()
     return out
-
-
-def reset_stage_stats(app: Any) -> None:
-    app.backend.client.delete(SECONDS_KEY, COUNT_KEY)
