@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import pymongo
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
@@ -147,4 +149,10 @@ def start_secantus(data_dir: Path, port: int | None = None) -> tuple[ManagedProc
     ]  # fmt: skip
     proc = spawn("secantus", argv, data_dir)
     wait_for_port(proc, port, timeout=60)
-    return proc, f"mongodb://127.0.0.1:{port}/"
+    url = f"mongodb://127.0.0.1:{port}/"
+    # The port opens before start-up finishes, and a SIGTERM in that window hangs the
+    # server for good: return only once it answers a real command.
+    client: pymongo.MongoClient[dict[str, object]]
+    with pymongo.MongoClient(url, serverSelectionTimeoutMS=60_000) as client:
+        client.admin.command("ping")
+    return proc, url
