@@ -10,23 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from lucid import layout
-from lucid.aead import ChunkContext, decrypt_chunk
+from lucid.aead import decrypt_chunk
 from lucid.anchors import Receipt
-from lucid.codecs import get_codec
 from lucid.errors import Conflict, IntegrityError, LucidError, NotFound
 from lucid.keys import SessionKeyEnvelope, load_recipient_private, unwrap_session_key
 from lucid.leaves import ciphertext_digest_of
 from lucid.merkle import BLAKE3, inclusion_proof, inclusion_proofs, root, verify_inclusion
-from lucid.runtime import Runtime
+from lucid.runtime import Runtime, SessionParams
 from lucid.stages import leaf_record
 from lucid.states import SessionState
 
 __all__ = [
+    "Sealed",
     "VerifyReport",
     "check_anchor",
     "proof_for",
@@ -63,7 +63,15 @@ class VerifyReport:
         }
 
 
-def sealed_chunks(rt: Runtime, session_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+class Sealed(NamedTuple):
+    """A sealed session, its chunk records and their leaf hashes (which rebuild its root)."""
+
+    session: dict[str, Any]
+    chunks: list[dict[str, Any]]
+    leaf_hashes: list[bytes]
+
+
+def sealed_chunks(rt: Runtime, session_id: str) -> Sealed:
     """The sealed session and its chunk records, checked to rebuild the sealed root."""
     session = rt.meta.get_session(session_id)
     if session["state"] != SessionState.STOPPED or not session.get("merkle_root"):
@@ -77,15 +85,14 @@ def sealed_chunks(rt: Runtime, session_id: str) -> tuple[dict[str, Any], list[di
             f"{session['merkle_root']} over {session['tree_size']}",
             session_id=session_id,
         )
-    return session, chunks
+    return Sealed(session, chunks, hashes)
 
 
 def proof_for(rt: Runtime, session_id: str, index: int) -> dict[str, Any]:
     """Everything a third party needs to check chunk `index` offline: leaf, path, root."""
-    session, chunks = sealed_chunks(rt, session_id)
+    session, chunks, hashes = sealed_chunks(rt, session_id)
     if not 0 <= index < len(chunks):
         raise NotFound(f"session {session_id} has chunks 0..{len(chunks) - 1}, not {index}")
-    hashes = [leaf_record(c).leaf_hash() for c in chunks]
     return {
         "session_id": session_id,
         "index": index,
@@ -152,12 +159,11 @@ def verify_session(rt: Runtime, session_id: str) -> VerifyReport:
         session_id, session.get("merkle_root") or "", session.get("tree_size") or 0
     )
     try:
-        session, chunks = sealed_chunks(rt, session_id)
+        session, chunks, hashes = sealed_chunks(rt, session_id)
     except LucidError as exc:
         report.failures.append(str(exc))
         return report
     sealed = bytes.fromhex(session["merkle_root"])
-    hashes = [leaf_record(c).leaf_hash() for c in chunks]
     proofs = inclusion_proofs(BLAKE3, hashes)
     for chunk, leaf_hash, proof in zip(chunks, hashes, proofs, strict=True):
         index = int(chunk["index"])
@@ -179,10 +185,11 @@ def restore(
 ) -> Iterator[bytes]:
     """Yield the original recording chunk by chunk, verifying each one first.
 
-    Call `sealed_chunks` (done here eagerly, before the first yield) to fail before any
-    byte is produced when the records no longer match the root.
+    The checks against the root and the anchor, and of every stored chunk, run before the
+    first byte, so a tampered session fails with a clean error instead of a cut stream;
+    each chunk is checked again as it streams, since the store may change in between.
     """
-    session, chunks = sealed_chunks(rt, session_id)
+    session, chunks, _ = sealed_chunks(rt, session_id)
     check_anchor(rt, session)
     for chunk in chunks:
         _check_stored(rt, session_id, chunk)
@@ -199,19 +206,13 @@ def _restore_iter(
     recipient = private_key or load_recipient_private(rt.settings.keys_path)
     envelope = SessionKeyEnvelope.from_dict(session["key"])
     session_key = unwrap_session_key(envelope, recipient, session_id)
-    codec = get_codec(session["compression"], int(session["compression_level"]))
-    chunk_size = int(session["chunk_size"])
+    params = SessionParams.from_session(session)
+    codec = rt.codec(params)
     for chunk in chunks:
         index = int(chunk["index"])
         blob = _check_stored(rt, session_id, chunk)
-        ctx = ChunkContext(
-            session_id=session_id,
-            index=index,
-            final=bool(chunk["final"]),
-            compression=session["compression"],
-            encryption=session["encryption"],
-        )
-        data = codec.decompress(decrypt_chunk(blob, session_key, ctx), chunk_size)
+        ctx = params.chunk_context(index, bool(chunk["final"]))
+        data = codec.decompress(decrypt_chunk(blob, session_key, ctx), params.chunk_size)
         if len(data) != int(chunk["plaintext_len"]):
             raise IntegrityError(
                 f"plaintext length: expected {chunk['plaintext_len']}, got {len(data)}",

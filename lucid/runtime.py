@@ -9,6 +9,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from lucid.aead import ChunkContext
 from lucid.anchors import Anchor, make_anchor
 from lucid.blobs import BlobStore, FileBlobStore
 from lucid.codecs import Codec, get_codec
@@ -41,6 +42,10 @@ class SessionParams:
             encryption=doc["encryption"],
             session_public=bytes.fromhex(doc["key"]["session_public"]),
         )
+
+    def chunk_context(self, index: int, final: bool) -> ChunkContext:
+        """What a chunk's AEAD binds: session, position, final flag, algorithms."""
+        return ChunkContext(self.session_id, index, final, self.compression, self.encryption)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from lucid import layout
-from lucid.aead import ChunkContext, encrypt_chunk
+from lucid.aead import encrypt_chunk
 from lucid.anchors import Receipt
 from lucid.errors import Conflict, IntegrityError
 from lucid.leaves import LeafRecord, ciphertext_digest_of
@@ -115,7 +115,7 @@ def encrypt_stage(rt: Runtime, ref: ChunkRef) -> ChunkRef:
     except FileNotFoundError:
         out["ciphertext_len"] = rt.blobs.size(out_key)  # hashed meanwhile: intermediates gone
         return out
-    ctx = _context(params.encryption, params.compression, ref)
+    ctx = params.chunk_context(index, ref["final"])
     blob = encrypt_chunk(compressed, params.session_public, ctx)
     written = rt.blobs.put(out_key, blob)
     out["ciphertext_len"] = len(blob) if written else rt.blobs.size(out_key)
@@ -243,16 +243,6 @@ _LEAF_FIELDS = tuple(f.name for f in dataclasses.fields(LeafRecord))
 def leaf_record(chunk_doc: dict[str, Any]) -> LeafRecord:
     """The leaf record stored in a chunk document (extra fields ignored)."""
     return LeafRecord.from_dict({name: chunk_doc[name] for name in _LEAF_FIELDS})
-
-
-def _context(encryption: str, compression: str, ref: ChunkRef) -> ChunkContext:
-    return ChunkContext(
-        session_id=ref["session_id"],
-        index=ref["index"],
-        final=ref["final"],
-        compression=compression,
-        encryption=encryption,
-    )
 
 
 def _lengths(ref: ChunkRef) -> dict[str, Any]:
