@@ -43,9 +43,11 @@ result_backend_transport_options = {"visibility_timeout": _settings.visibility_t
 # Chord counters live as long as results: keep them past the longest plausible backlog.
 result_expires = 7 * 24 * 3600
 
-# Flower needs worker events. Sent events and the STARTED state would cost one more Redis
-# write per task each; queue depth comes from the queue lists (GET /metrics) instead.
-worker_send_task_events = True
+# Task events cost every task three messages through the worker's main process and Redis.
+# They stay off until someone watches: Flower turns them on (enable_events, every 5 s)
+# while it runs. The STARTED state and sent events would cost one more write per task
+# each; queue depth comes from the queue lists (GET /metrics) instead.
+worker_send_task_events = False
 task_send_sent_event = False
 task_track_started = False
 worker_hijack_root_logger = False

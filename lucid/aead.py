@@ -117,7 +117,7 @@ def _cipher(
     return (AESGCM(key) if algorithm_id == 1 else XChaCha20Poly1305(key)), nonce
 
 
-def encrypt_chunk(plaintext: bytes, session_public: bytes, ctx: ChunkContext) -> bytes:
+def encrypt_chunk(plaintext: bytes | memoryview, session_public: bytes, ctx: ChunkContext) -> bytes:
     """Encrypt one chunk to the session public key with a fresh one-time key."""
     try:
         recipient = X25519PublicKey.from_public_bytes(session_public)

@@ -33,7 +33,7 @@ class Codec(Protocol):
     @property
     def level(self) -> int: ...
 
-    def compress(self, data: bytes) -> bytes: ...
+    def compress(self, data: bytes | memoryview) -> bytes: ...
 
     def decompress(self, data: bytes, max_size: int) -> bytes: ...
 
@@ -73,7 +73,7 @@ class _Zstd:
             self._local.dctx = dctx
         return dctx
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: bytes | memoryview) -> bytes:
         """One zstd frame holding `data`."""
         return bytes(self._compressor().compress(data))
 
@@ -114,7 +114,7 @@ class _Gzip:
     def __init__(self, level: int) -> None:
         self.level = level
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: bytes | memoryview) -> bytes:
         """One gzip member holding `data`."""
         cobj = zlib.compressobj(self.level, zlib.DEFLATED, _GZIP_WBITS)
         return cobj.compress(data) + cobj.flush()
@@ -145,7 +145,7 @@ class _Identity:
     def __init__(self, level: int) -> None:
         self.level = level
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: bytes | memoryview) -> bytes:
         """`data` unchanged."""
         return bytes(data)
 

@@ -33,7 +33,7 @@ _U64_MAX = 2**64 - 1
 _U16_MAX = 2**16 - 1
 
 
-def ciphertext_digest_of(data: bytes) -> bytes:
+def ciphertext_digest_of(data: bytes | memoryview) -> bytes:
     """The 32-byte BLAKE3 digest of a stored ciphertext blob."""
     return blake3.blake3(data).digest()
 

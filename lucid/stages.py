@@ -79,21 +79,22 @@ def compress_chunk(rt: Runtime, session_id: str, index: int, final: bool) -> Chu
                 rt.blobs.size(out_key),
             )
             return ref
-        data = rt.blobs.get(raw_key)
+        with rt.blobs.view(raw_key) as data:
+            if len(data) > params.chunk_size:
+                raise IntegrityError(
+                    f"raw chunk is {len(data)} bytes, larger than the chunk size "
+                    f"{params.chunk_size}",
+                    session_id=session_id,
+                    chunk_index=index,
+                )
+            compressed = rt.codec(params).compress(data)
+            ref["plaintext_len"] = len(data)
     except FileNotFoundError:  # the chunk is already hashed and its plaintext deleted
         doc = _recorded(rt, session_id, index, ChunkStage.COMPRESSED)
         ref["plaintext_len"], ref["compressed_len"] = doc["plaintext_len"], doc["compressed_len"]
         return ref
-    if len(data) > params.chunk_size:
-        raise IntegrityError(
-            f"raw chunk is {len(data)} bytes, larger than the chunk size {params.chunk_size}",
-            session_id=session_id,
-            chunk_index=index,
-        )
-    compressed = rt.codec(params).compress(data)
     # Recomputable from the raw chunk until the ciphertext is durable: no fsync needed.
     written = rt.blobs.put(out_key, compressed, durable=False)
-    ref["plaintext_len"] = len(data)
     ref["compressed_len"] = len(compressed) if written else rt.blobs.size(out_key)
     rt.meta.record_chunk(
         session_id, index, ChunkStage.COMPRESSED, {"final": final, **_lengths(ref)}
@@ -110,13 +111,13 @@ def encrypt_stage(rt: Runtime, ref: ChunkRef) -> ChunkRef:
         out["ciphertext_len"] = rt.blobs.size(out_key)
         return out
     params = rt.session_params(session_id)
+    ctx = params.chunk_context(index, ref["final"])
     try:
-        compressed = rt.blobs.get(layout.compressed_key(session_id, index))
+        with rt.blobs.view(layout.compressed_key(session_id, index)) as compressed:
+            blob = encrypt_chunk(compressed, params.session_public, ctx)
     except FileNotFoundError:
         out["ciphertext_len"] = rt.blobs.size(out_key)  # hashed meanwhile: intermediates gone
         return out
-    ctx = params.chunk_context(index, ref["final"])
-    blob = encrypt_chunk(compressed, params.session_public, ctx)
     written = rt.blobs.put(out_key, blob)
     out["ciphertext_len"] = len(blob) if written else rt.blobs.size(out_key)
     rt.meta.record_chunk(session_id, index, ChunkStage.ENCRYPTED, _lengths(out))
@@ -130,17 +131,18 @@ def hash_chunk(rt: Runtime, ref: ChunkRef) -> LeafRef:
         # The compressed blob is deleted only after the leaf is committed: a duplicate.
         return leaf_of(rt, session_id, index)
     params = rt.session_params(session_id)
-    blob = rt.blobs.get(layout.encrypted_key(session_id, index))
+    with rt.blobs.view(layout.encrypted_key(session_id, index)) as blob:
+        ciphertext_len, digest = len(blob), ciphertext_digest_of(blob)
     leaf = LeafRecord(
         session_id=session_id,
         index=index,
         final=ref["final"],
         plaintext_len=ref["plaintext_len"],
         compressed_len=ref["compressed_len"],
-        ciphertext_len=len(blob),
+        ciphertext_len=ciphertext_len,
         compression=params.compression,
         encryption=params.encryption,
-        ciphertext_digest=ciphertext_digest_of(blob),
+        ciphertext_digest=digest,
     )
     leaf_hash = leaf.leaf_hash().hex()
     rt.meta.record_chunk(

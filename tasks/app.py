@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_init
+from celery.utils.log import get_logger
 
 app = Celery("lucid")
 app.config_from_object("celeryconfig")
@@ -19,3 +20,13 @@ def _fresh_runtime(**_: Any) -> None:
     from lucid.runtime import reset_runtime
 
     reset_runtime().warm_up()
+
+
+def connect_producer() -> None:
+    """Connect to the broker now, so a fresh API process's first upload does not pay for
+    kombu's transport import and the connection (about 55 ms, measured) mid-request."""
+    try:
+        with app.producer_or_acquire() as producer:
+            producer.connection.ensure_connection(max_retries=1)
+    except Exception as exc:  # the broker may come up later; the first enqueue retries
+        get_logger(__name__).warning("event=broker_not_ready error=%r", exc)

@@ -40,7 +40,6 @@ def worker_argv(group: WorkerGroup, *, loglevel: str = "INFO") -> list[str]:
         "-n", group.node_name,
         "--pool", "prefork",
         "--loglevel", loglevel,
-        "-E",
         "--without-mingle",
         "--without-gossip",
     ]  # fmt: skip

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from bench.corpus import corpus_blocks
 from cli.client import Client
@@ -128,3 +130,19 @@ def test_flower_shows_a_worker_for_every_stage_queue(stack) -> None:  # type: ig
     assert response.status_code == 200
     queues = {q["name"] for w in response.json().values() for q in w.get("active_queues", [])}
     assert {"compress", "encrypt", "hash", "merkle", "anchor"} <= queues
+
+
+def test_flower_turns_task_events_on_and_sees_the_pipeline_tasks(  # type: ignore[no-untyped-def]
+    stack, client: Client, tmp_path: Path
+) -> None:
+    # Workers start with events off; Flower enables them every 5 s while it runs.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        _submit(client, tmp_path, _recording(CHUNK + 1, seed=9))
+        tasks = httpx.get(
+            stack.urls["flower"] + "/api/tasks", params={"taskname": "lucid.compress"}, timeout=30
+        ).json()
+        if tasks:
+            return
+        time.sleep(1)
+    pytest.fail("Flower saw no lucid.compress task within 60 s: worker events stayed off")

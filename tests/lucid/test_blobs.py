@@ -32,6 +32,23 @@ def test_round_trip_and_streaming_read(store: BlobStore) -> None:
         assert blob.read(10) + blob.read() == data
 
 
+def test_view_reads_the_bytes_without_a_copy_and_survives_a_delete(store: BlobStore) -> None:
+    data = os.urandom(3 * 4096 + 17)
+    store.put("k/view", data)
+    with store.view("k/view") as view:
+        store.delete("k/view")  # an unlinked file stays readable while it is mapped
+        assert bytes(view) == data
+        assert len(view) == len(data)
+    store.put("k/empty", b"")
+    with store.view("k/empty") as view:
+        assert bytes(view) == b""
+
+
+def test_view_of_a_missing_blob_is_file_not_found(store: BlobStore) -> None:
+    with pytest.raises(FileNotFoundError), store.view("k/missing"):
+        pass
+
+
 def test_empty_blob_is_a_blob(store: BlobStore) -> None:
     assert store.put("empty", b"") is True
     assert (store.get("empty"), store.size("empty"), store.exists("empty")) == (b"", 0, True)
