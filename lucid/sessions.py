@@ -12,7 +12,9 @@ from __future__ import annotations
 import fcntl
 import os
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -37,6 +39,8 @@ __all__ = [
 
 OnChunk = Callable[[str, int, bool], None]
 _READ_SIZE = 1 << 20
+_MAX_PENDING_CUTS = 2
+_CUT_PREFIX = "cut-"
 
 
 def create_session(rt: Runtime, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -95,19 +99,20 @@ def append(
         doc = rt.meta.get_session(session_id)
         _require_state(doc, SessionState.ACTIVE, "append data")
         writer = _ChunkWriter(rt, doc, staging, on_chunk)
+        too_large = False
         try:
-            while True:
-                data = stream.read(_READ_SIZE)
-                if not data:
-                    break
+            while data := stream.read(_READ_SIZE):
                 if writer.total + len(data) > max_total:
-                    raise TooLarge(
-                        f"recording exceeds MAX_RECORDING_MB ({max_total} bytes); "
-                        f"{writer.committed} bytes are kept"
-                    )
+                    too_large = True
+                    break
                 writer.write(data)
         finally:
-            writer.close()
+            writer.close()  # waits for the chunks already cut to be committed
+        if too_large:
+            raise TooLarge(
+                f"recording exceeds MAX_RECORDING_MB ({max_total} bytes); "
+                f"{writer.committed} bytes are kept"
+            )
         return writer.commit()
 
 
@@ -163,7 +168,12 @@ def _locked(rt: Runtime, session_id: str) -> Iterator[Path]:
 
 
 class _ChunkWriter:
-    """Fills the staging file of the current chunk and cuts it into raw blobs."""
+    """Fills the staging file of the current chunk and cuts it into raw blobs.
+
+    A full chunk is committed (adopted as a raw blob, recorded, handed to the pipeline) on
+    one background thread, in index order, while the request goes on reading the next one:
+    the fsyncs and metadata round trips of a cut no longer stall the upload.
+    """
 
     def __init__(self, rt: Runtime, doc: dict[str, Any], staging: Path, on_chunk: OnChunk) -> None:
         self.rt, self.on_chunk = rt, on_chunk
@@ -175,11 +185,17 @@ class _ChunkWriter:
         while self._chunk_exists(self.index):
             self.index += 1
             self.committed = max(self.committed, self.index * self.chunk_size)
+        # Full chunks a crash caught before they were adopted: never counted, so dropped.
+        for stale in staging.glob(f"{_CUT_PREFIX}*"):
+            stale.unlink()
         self.path = staging / "current"
         self.file = open(self.path, "a+b")  # noqa: SIM115 - closed in close()
         self.filled = self.committed - self.index * self.chunk_size
         self.file.truncate(self.filled)
         self.file.seek(self.filled)
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="lucid-ingest")
+        self._pending: deque[Future[None]] = deque()
+        self._error: BaseException | None = None
 
     @property
     def total(self) -> int:
@@ -199,40 +215,67 @@ class _ChunkWriter:
         while view:
             if self.filled == self.chunk_size:
                 self.file.close()
-                self.cut(final=False)
+                self._hand_off()
                 self.file = open(self.path, "w+b")  # noqa: SIM115 - closed in close()
             take = min(len(view), self.chunk_size - self.filled)
             self.file.write(view[:take])
             self.filled += take
             view = view[take:]
 
-    def cut(self, *, final: bool) -> int:
-        """Publish the staging file as chunk `index`; return the number of chunks cut."""
-        index, size = self.index, self.filled
-        self.committed = self.total
-        if not self.path.exists():
-            self.path.touch()
-        self.rt.blobs.put_file(layout.raw_key(self.session_id, index), self.path)
+    def _hand_off(self) -> None:
+        """Queue the full staging file for commit as chunk `index`; at most two wait."""
+        while len(self._pending) >= _MAX_PENDING_CUTS:
+            self._pending.popleft().result()
+        if self._error is not None:
+            raise self._error
+        cut = self.path.with_name(f"{_CUT_PREFIX}{self.index}")
+        os.replace(self.path, cut)
+        self._pending.append(self._committer.submit(self._commit_in_order, cut, self.index))
+        self.index, self.filled = self.index + 1, 0
+
+    def _commit_in_order(self, path: Path, index: int) -> None:
+        if self._error is not None:  # an earlier chunk failed: a later one must not land
+            return
+        try:
+            self._commit(path, index, final=False, size=self.chunk_size)
+        except BaseException as exc:
+            self._error = exc
+
+    def _commit(self, path: Path, index: int, *, final: bool, size: int) -> None:
+        self.rt.blobs.put_file(layout.raw_key(self.session_id, index), path)
         self.rt.meta.record_chunk(
             self.session_id, index, ChunkStage.RECEIVED, {"final": final, "plaintext_len": size}
         )
-        self.index, self.filled = index + 1, 0
+        self.committed = index * self.chunk_size + size
         # Progress only: the journaled write that ends the request makes it durable.
         self.rt.meta.update_session(
             self.session_id,
-            {"chunks_emitted": self.index, "bytes_received": self.committed},
+            {"chunks_emitted": index + 1, "bytes_received": self.committed},
             journal=False,
         )
         self.on_chunk(self.session_id, index, final)
+
+    def cut(self, *, final: bool) -> int:
+        """Commit the staging file as chunk `index` now; return the number of chunks cut."""
+        if not self.path.exists():
+            self.path.touch()
+        self._commit(self.path, self.index, final=final, size=self.filled)
+        self.index, self.filled = self.index + 1, 0
         return self.index
 
     def close(self) -> None:
+        """Sync the partial chunk and wait for every queued commit (errors kept for commit)."""
         if not self.file.closed:
             self.file.flush()
             os.fsync(self.file.fileno())
             self.file.close()
+        while self._pending:
+            self._pending.popleft().result()
+        self._committer.shutdown()
 
     def commit(self) -> dict[str, Any]:
+        if self._error is not None:
+            raise self._error
         self.committed = self.total
         return self.rt.meta.update_session(
             self.session_id,

@@ -284,3 +284,39 @@ def test_too_large_midway_keeps_the_cut_chunks_and_later_appends_continue_from_t
     doc = sessions.stop(rt, sid)
     assert doc["bytes_received"] == kept + len(tail)
     assert b"".join(_raw_chunks(rt, sid)) == data[:kept] + tail
+
+
+def test_a_failed_commit_stops_later_chunks_and_a_resumed_append_leaves_no_gap(
+    rt: Runtime,
+) -> None:
+    sid = _active(rt)
+    data = compressible(5 * CHUNK + 10, seed=11)
+    cuts: Cuts = []
+
+    def broker_down_at_chunk_1(session_id: str, index: int, final: bool) -> None:
+        if index == 1:
+            raise ConnectionError("broker down")
+        cuts.append((index, final))
+
+    with pytest.raises(ConnectionError):
+        sessions.append(rt, sid, io.BytesIO(data), broker_down_at_chunk_1)
+    kept = rt.meta.get_session(sid)["bytes_received"]
+    assert cuts == [(0, False)]
+    assert kept == 2 * CHUNK  # chunk 1 was stored and recorded before its hand-off failed
+    assert not rt.blobs.exists(layout.raw_key(sid, 2))
+
+    _append(rt, sid, data[kept:], cuts)
+    sessions.stop(rt, sid)
+    assert b"".join(_raw_chunks(rt, sid)) == data
+
+
+def test_chunks_a_crash_left_in_staging_are_dropped_not_adopted(rt: Runtime) -> None:
+    sid = _active(rt)
+    staging = rt.settings.data_dir / "staging" / sid
+    staging.mkdir(parents=True)
+    (staging / "cut-0").write_bytes(b"x" * CHUNK)  # cut, never adopted: not counted
+    data = compressible(2 * CHUNK + 3, seed=12)
+    _append(rt, sid, data, [])
+    sessions.stop(rt, sid)
+    assert b"".join(_raw_chunks(rt, sid)) == data
+    assert not (staging / "cut-0").exists()
