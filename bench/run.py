@@ -75,11 +75,14 @@ def bench(
     """Measure the pipeline against the in-process limit on the same input and settings."""
     env = _stack_env(chunk_mb, compression, level, encryption)
     chunk_size = int(chunk_mb * 1024 * 1024)
+    cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="lucid-bench-") as tmp:
         work = Path(tmp)
         path = file or write_corpus(work / "corpus.bin", size_mb * 1024 * 1024)
         limit = measure_limit(path, chunk_size, compression, level, encryption)
         pipeline, workers = run_once(path, api, env, work / "stack")
+        size = path.stat().st_size
+    pipeline_cpu = sum(pipeline["cpu_s"].values())
     out = {
         "input_mb": round(path.stat().st_size / 1e6, 1) if file else round(size_mb * 1.048576, 1),
         "settings": {
@@ -101,6 +104,9 @@ def bench(
         "peak_rss_mb": pipeline["peak_rss_mb"],
         "cpu_s": pipeline["cpu_s"],
         "limit_cpu_s": round(sum(limit.stage_seconds.values()), 3),
+        "pipeline_cpu_s": round(pipeline_cpu, 2),
+        # Every process of the stack is counted only when the bench started it (not --api).
+        "cpu_bound_mbps": round(size / (pipeline_cpu / cores) / 1e6, 1) if workers else None,
     }
     if as_json:
         click.echo(json.dumps(out, indent=2))
@@ -125,6 +131,11 @@ def bench(
     )
     click.echo("peak RSS (MB)    " + json.dumps(out["peak_rss_mb"]))
     click.echo(f"CPU seconds      limit {out['limit_cpu_s']}, pipeline " + json.dumps(out["cpu_s"]))
+    if out["cpu_bound_mbps"]:
+        click.echo(
+            f"CPU-bound at     {out['cpu_bound_mbps']:8.1f} MB/s  (the pipeline's "
+            f"{out['pipeline_cpu_s']} CPU s on {cores} cores, were every core busy all along)"
+        )
 
 
 def main(args: list[str]) -> int:
