@@ -9,6 +9,7 @@ defaults) measured on the same input; writes scaling.md (a table) and scaling.pn
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,33 @@ def write_plot(rows: list[dict[str, Any]], limit_mbps: float, path: Path) -> Non
     plt.close(fig)
 
 
+def _counts(_ctx: click.Context, _param: click.Parameter, value: str) -> list[int]:
+    try:
+        counts = [int(n) for n in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"expected worker counts of at least 1, got {value!r}")
+    return counts
+
+
+def _require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise click.ClickException(
+            "bench-scaling draws its plot with matplotlib: pip install -e '.[bench]'"
+        ) from None
+
+
 @click.command("bench-scaling")
-@click.option("--workers", default="1,2,4,8", show_default=True, help="Compress worker counts.")
+@click.option(
+    "--workers",
+    default="1,2,4,8",
+    show_default=True,
+    callback=_counts,
+    help="Compress worker counts, comma-separated.",
+)
 @click.option("--size-mb", default=100, show_default=True)
 @click.option(
     "--out",
@@ -51,9 +77,10 @@ def write_plot(rows: list[dict[str, Any]], limit_mbps: float, path: Path) -> Non
     default=Path("bench-results"),
     show_default=True,
 )
-def scaling(workers: str, size_mb: int, out: Path) -> None:
+def scaling(workers: list[int], size_mb: int, out: Path) -> None:
     """Vary COMPRESS_WORKERS; write a table (scaling.md) and a plot (scaling.png)."""
-    counts = [int(n) for n in workers.split(",")]
+    _require_matplotlib()
+    counts = workers
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="lucid-scaling-") as tmp:
@@ -72,7 +99,7 @@ def scaling(workers: str, size_mb: int, out: Path) -> None:
             click.echo(json.dumps(row), err=True)
     table = [
         f"In-process limit: {limit.mbps:.1f} MB/s ({limit.processes} processes), "
-        f"input {size_mb} MiB.",
+        f"input {size_mb} MiB, {os.cpu_count()} cores; the other stages at their defaults.",
         "",
         "| compress workers | pipeline MB/s | ratio to limit | seal → anchor s | compress RSS MB |",
         "|---:|---:|---:|---:|---:|",
