@@ -28,7 +28,7 @@ def run_demo(size_mb: int, data_dir: Path, port: int) -> int:
     sample = data_dir / "sample-recording.bin"
     say(f"1. generating a {size_mb} MiB sample recording (video, screen frames, events)")
     write_corpus(sample, size_mb * 1024 * 1024)
-    say("2. starting the embedded stack: redis-server, SecantusDB, 5 worker groups, Flower, API")
+    say("2. starting the embedded stack: redis-server, SecantusDB, 5 worker groups, API")
     started = time.monotonic()
     with Stack(StackConfig(data_dir=data_dir, api_port=port, flower_port=None)) as stack:
         say(f"   ready in {time.monotonic() - started:.1f}s — API {stack.api_url}")
