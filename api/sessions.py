@@ -114,7 +114,7 @@ def resume(session_id: str) -> ResponseReturnValue:
 @bp.post("/<session_id>/stop")
 def stop(session_id: str) -> ResponseReturnValue:
     """Seal: cut the final chunk, fix the chunk count, publish the chord → 202."""
-    doc = sessions.stop(runtime(), check_session_id(session_id))
+    doc = sessions.stop(runtime(), check_session_id(session_id), enqueue_chunk)
     if not doc.get("merkle_root"):
         enqueue_seal(session_id)
     return jsonify(_status(session_id)), 202

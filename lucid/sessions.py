@@ -116,8 +116,9 @@ def append(
         return writer.commit()
 
 
-def stop(rt: Runtime, session_id: str) -> dict[str, Any]:
-    """Cut the final chunk and move to STOPPING with the chunk count fixed (idempotent)."""
+def stop(rt: Runtime, session_id: str, on_chunk: OnChunk | None = None) -> dict[str, Any]:
+    """Cut the final chunk (`on_chunk` gets it) and move to STOPPING with the chunk count
+    fixed (idempotent)."""
     doc = rt.meta.get_session(session_id)
     if doc["state"] == SessionState.STOPPING or (
         doc["state"] == SessionState.STOPPED and doc.get("merkle_root")
@@ -129,7 +130,7 @@ def stop(rt: Runtime, session_id: str) -> dict[str, Any]:
         _require_state(doc, SessionState.ACTIVE, "stop")
     with _locked(rt, session_id) as staging:
         doc = rt.meta.get_session(session_id)
-        writer = _ChunkWriter(rt, doc, staging, lambda s, i, f: None)
+        writer = _ChunkWriter(rt, doc, staging, on_chunk or (lambda s, i, f: None))
         writer.close()
         count = writer.cut(final=True)
         return rt.meta.apply_trigger(
@@ -145,7 +146,7 @@ def ingest_recording(
     """A whole recording in one go: start, append everything, stop."""
     start(rt, session_id)
     append(rt, session_id, stream, on_chunk, limit=limit)
-    return stop(rt, session_id)
+    return stop(rt, session_id, on_chunk)
 
 
 def _require_state(doc: dict[str, Any], state: SessionState, action: str) -> None:

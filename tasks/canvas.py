@@ -7,7 +7,7 @@ from celery.canvas import Signature
 
 from lucid.runtime import Runtime
 from lucid.states import ChunkStage
-from tasks.pipeline import anchor, compress, encrypt, hash_, leaf, merkle, publish_seal
+from tasks.pipeline import anchor, barrier, compress, encrypt, hash_, leaf, merkle, publish_seal
 
 __all__ = ["chunk_chain", "enqueue_chunk", "enqueue_seal", "seal_canvas"]
 
@@ -23,8 +23,18 @@ def enqueue_chunk(session_id: str, index: int, final: bool) -> None:
 
 
 def enqueue_seal(session_id: str) -> None:
-    """Ask a merkle worker to publish the session's chord."""
-    publish_seal.delay(session_id)
+    """Ask a merkle worker to publish the session's chord, once the chunks already queued
+    have gone through.
+
+    A barrier task passes through compress → encrypt → hash first. The queues are FIFO,
+    so it leaves each one only after the chunks queued ahead of it were taken (it can pass
+    at most the few a stage is still working on): the chord then finds those chunks hashed
+    and waits on a cheap leaf task instead of sending their whole chain a second time.
+    """
+    chain(
+        *(barrier.si(session_id).set(queue=stage) for stage in ("compress", "encrypt", "hash")),
+        publish_seal.si(session_id),
+    ).apply_async()
 
 
 def seal_canvas(rt: Runtime, session_id: str) -> Signature:

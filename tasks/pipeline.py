@@ -18,7 +18,7 @@ from celery.utils.log import get_task_logger
 from lucid import stages
 from lucid.errors import Conflict, InvalidTransition, LucidError, TransientError
 from lucid.runtime import get_runtime
-from lucid.states import Trigger
+from lucid.states import SessionState, Trigger
 from tasks.app import app
 from tasks.metrics import record_stage_time
 
@@ -91,9 +91,12 @@ class StageTask(Task):  # type: ignore[misc]
 
 
 def mark_error(session_id: str, reason: str) -> None:
-    """Move a session to ERROR with `reason` unless it is already there."""
+    """Move a session to ERROR with `reason` unless it is already there: the first reason
+    is the cause, and later failures (a seal refused in ERROR, say) must not hide it."""
     meta = get_runtime().meta
     with contextlib.suppress(Conflict, InvalidTransition):
+        if meta.get_session(session_id)["state"] == SessionState.ERROR:
+            return
         meta.apply_trigger(session_id, Trigger.ERROR, reason=reason, set_fields={"error": reason})
 
 
@@ -143,6 +146,11 @@ def merkle(results: list[stages.LeafRef], session_id: str) -> str:
 @app.task(name="lucid.anchor", base=StageTask, stage="anchor")
 def anchor(session_id: str) -> dict[str, Any]:
     return stages.anchor_session(get_runtime(), session_id)
+
+
+@app.task(name="lucid.barrier", acks_late=True, ignore_result=True)
+def barrier(session_id: str) -> None:
+    """Nothing: it only has to wait its turn in each stage queue (see enqueue_seal)."""
 
 
 @app.task(name="lucid.publish_seal", base=StageTask, stage="merkle")

@@ -115,7 +115,7 @@ def test_stop_records_exact_bytes_received_with_a_partial_final_chunk(rt: Runtim
     assert doc["bytes_received"] == 2 * CHUNK + 100
     assert doc["chunk_count"] == 3
     assert doc["chunks_emitted"] == 3
-    assert cuts == [(0, False), (1, False)]  # stop cuts the final chunk for the seal's chord
+    assert cuts == [(0, False), (1, False), (2, True)]  # stop cuts and hands on the final one
     assert [c["final"] for c in rt.meta.list_chunks(sid)] == [False, False, True]
     assert rt.meta.get_chunk(sid, 2)["plaintext_len"] == 100
 
@@ -123,7 +123,7 @@ def test_stop_records_exact_bytes_received_with_a_partial_final_chunk(rt: Runtim
 def test_zero_byte_recording_is_one_empty_final_chunk(rt: Runtime) -> None:
     sid, cuts = record(rt, b"")
     doc = rt.meta.get_session(sid)
-    assert cuts == []
+    assert cuts == [(0, True)]
     assert (doc["chunk_count"], doc["bytes_received"]) == (1, 0)
     assert rt.blobs.get(layout.raw_key(sid, 0)) == b""
     assert [(c["index"], c["final"], c["plaintext_len"]) for c in rt.meta.list_chunks(sid)] == [
@@ -134,7 +134,7 @@ def test_zero_byte_recording_is_one_empty_final_chunk(rt: Runtime) -> None:
 def test_exact_multiple_of_chunk_size_ends_with_a_full_final_chunk(rt: Runtime) -> None:
     data = compressible(3 * CHUNK)
     sid, cuts = record(rt, data)
-    assert cuts == [(0, False), (1, False)]
+    assert cuts == [(0, False), (1, False), (2, True)]
     assert [c["final"] for c in rt.meta.list_chunks(sid)] == [False, False, True]
     assert rt.meta.get_session(sid)["chunk_count"] == 3
     assert rt.meta.get_session(sid)["bytes_received"] == 3 * CHUNK
@@ -151,7 +151,7 @@ def test_appending_exactly_one_chunk_per_call_cuts_it_on_the_next_call(rt: Runti
     _append(rt, sid, data[CHUNK:], cuts)
     assert cuts == [(0, False)]
     sessions.stop(rt, sid)
-    assert cuts == [(0, False)]  # stop's own cut goes to the pipeline, not this callback
+    assert cuts == [(0, False)]  # without a callback, stop's cut is left to the seal's chord
     assert b"".join(_raw_chunks(rt, sid)) == data
     assert rt.meta.get_chunk(sid, 1)["final"] is True
 
@@ -219,7 +219,9 @@ def test_stop_is_idempotent(rt: Runtime) -> None:
     sid, _ = record(rt, compressible(CHUNK + 1))
     first = rt.meta.get_session(sid)
     chunks = rt.meta.list_chunks(sid)
-    again = sessions.stop(rt, sid)
+    late: Cuts = []
+    again = sessions.stop(rt, sid, lambda s, i, f: late.append((i, f)))
+    assert late == []  # the final chunk was handed on once, by the first stop
     assert again["chunk_count"] == first["chunk_count"] == 2
     assert again["bytes_received"] == first["bytes_received"]
     assert again["history"] == first["history"]
