@@ -75,7 +75,6 @@ def bench(
     """Measure the pipeline against the in-process limit on the same input and settings."""
     env = _stack_env(chunk_mb, compression, level, encryption)
     chunk_size = int(chunk_mb * 1024 * 1024)
-    cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="lucid-bench-") as tmp:
         work = Path(tmp)
         path = file or write_corpus(work / "corpus.bin", size_mb * 1024 * 1024)
@@ -83,8 +82,9 @@ def bench(
         pipeline, workers = run_once(path, api, env, work / "stack")
         size = path.stat().st_size
     pipeline_cpu = sum(pipeline["cpu_s"].values())
+    cores = limit.processes  # one per core
     out = {
-        "input_mb": round(path.stat().st_size / 1e6, 1) if file else round(size_mb * 1.048576, 1),
+        "input_mb": round(size / 1e6, 1),
         "settings": {
             "chunk_mb": chunk_mb,
             "compression": f"{compression}-{level}",

@@ -80,13 +80,12 @@ def _require_matplotlib() -> None:
 def scaling(workers: list[int], size_mb: int, out: Path) -> None:
     """Vary COMPRESS_WORKERS; write a table (scaling.md) and a plot (scaling.png)."""
     _require_matplotlib()
-    counts = workers
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="lucid-scaling-") as tmp:
         path = write_corpus(Path(tmp) / "corpus.bin", size_mb * 1024 * 1024)
         limit = measure_limit(path, 10 * 1024 * 1024, "zstd", 6, "AES-256-GCM")
-        for n in counts:
+        for n in workers:
             result, _ = run_once(path, None, {"COMPRESS_WORKERS": str(n)}, Path(tmp) / f"stack-{n}")
             row = {
                 "workers": n,

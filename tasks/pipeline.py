@@ -7,7 +7,6 @@ ones move the session to ERROR with the reason and are not retried.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
@@ -91,13 +90,22 @@ class StageTask(Task):  # type: ignore[misc]
 
 
 def mark_error(session_id: str, reason: str) -> None:
-    """Move a session to ERROR with `reason` unless it is already there: the first reason
-    is the cause, and later failures (a seal refused in ERROR, say) must not hide it."""
+    """Move a session to ERROR with `reason`. A failure on a session already in ERROR is
+    recorded in its history (as the state machine intends), but `error` keeps the first
+    reason: that is the cause, later failures (a seal refused in ERROR, say) its echoes."""
     meta = get_runtime().meta
-    with contextlib.suppress(Conflict, InvalidTransition):
-        if meta.get_session(session_id)["state"] == SessionState.ERROR:
-            return
-        meta.apply_trigger(session_id, Trigger.ERROR, reason=reason, set_fields={"error": reason})
+    for _ in range(3):  # the session may move between the read and the compare-and-set
+        state = SessionState(meta.get_session(session_id)["state"])
+        fields = {} if state == SessionState.ERROR else {"error": reason}
+        try:
+            meta.apply_trigger(
+                session_id, Trigger.ERROR, reason=reason, set_fields=fields, expect_state=state
+            )
+        except Conflict:
+            continue
+        except InvalidTransition:  # CLEANUP or DESTROYED: nothing left to fail
+            pass
+        return
 
 
 def _session_of(args: Any, kwargs: Any) -> str | None:
