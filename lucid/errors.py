@@ -39,6 +39,12 @@ class InvalidTransition(Conflict, ValueError):
     code = "invalid_transition"
 
 
+class StaleSeal(Conflict):
+    """A seal for a session no longer STOPPING (it failed, or was recovered, meanwhile)."""
+
+    code = "stale_seal"
+
+
 class TooLarge(InvalidInput):
     """Input exceeds a configured size limit."""
 

@@ -16,7 +16,7 @@ from typing import Any, TypedDict
 from lucid import layout
 from lucid.aead import encrypt_chunk
 from lucid.anchors import Receipt
-from lucid.errors import Conflict, IntegrityError
+from lucid.errors import Conflict, IntegrityError, StaleSeal
 from lucid.leaves import LeafRecord, ciphertext_digest_of
 from lucid.merkle import BLAKE3, root
 from lucid.runtime import Runtime
@@ -173,6 +173,9 @@ def seal_session(rt: Runtime, session_id: str, results: list[LeafRef]) -> str:
     session = rt.meta.get_session(session_id)
     if session["state"] == SessionState.STOPPED and session.get("merkle_root"):
         return str(session["merkle_root"])
+    if session["state"] != SessionState.STOPPING:
+        # A chord published before a chunk failed can still finish; a later stop reseals.
+        raise StaleSeal(f"session {session_id} is {session['state']}, not STOPPING")
     count = int(session["chunk_count"])
     chunks = rt.meta.list_chunks(session_id)
     indexes = [int(c["index"]) for c in chunks]

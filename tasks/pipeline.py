@@ -12,10 +12,17 @@ from typing import Any
 
 import pymongo.errors
 from celery import Task
+from celery.exceptions import Ignore
 from celery.utils.log import get_task_logger
 
 from lucid import stages
-from lucid.errors import Conflict, InvalidTransition, LucidError, TransientError
+from lucid.errors import (
+    Conflict,
+    InvalidTransition,
+    LucidError,
+    StaleSeal,
+    TransientError,
+)
 from lucid.runtime import get_runtime
 from lucid.states import SessionState, Trigger
 from tasks.app import app
@@ -148,7 +155,11 @@ def leaf(session_id: str, index: int) -> stages.LeafRef:
 
 @app.task(name="lucid.merkle", base=StageTask, stage="merkle")
 def merkle(results: list[stages.LeafRef], session_id: str) -> str:
-    return stages.seal_session(get_runtime(), session_id, results)
+    try:
+        return stages.seal_session(get_runtime(), session_id, results)
+    except StaleSeal as exc:  # not a failure of this session: stop here, anchor nothing
+        log.info("event=seal_stale session_id=%s reason=%r", session_id, str(exc))
+        raise Ignore() from exc
 
 
 @app.task(name="lucid.anchor", base=StageTask, stage="anchor")

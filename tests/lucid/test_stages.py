@@ -6,12 +6,12 @@ import pytest
 
 from lucid import layout, stages
 from lucid.aead import encryption_overhead
-from lucid.errors import IntegrityError
+from lucid.errors import IntegrityError, StaleSeal
 from lucid.keys import load_ledger_verify_key
 from lucid.ledger import Ledger
 from lucid.merkle import BLAKE3, root
 from lucid.runtime import Runtime
-from lucid.states import ChunkStage
+from lucid.states import ChunkStage, Trigger
 from tests.lucid.conftest import CHUNK, compressible, incompressible, push_chunks, record
 
 DATA = compressible(3 * CHUNK + 1234)  # four chunks, the last one partial
@@ -140,6 +140,22 @@ def test_seal_twice_returns_the_committed_root(rt: Runtime) -> None:
     session = rt.meta.get_session(sid)
     assert (session["state"], session["tree_size"]) == ("STOPPED", 4)
     assert session["history"] == history
+
+
+@pytest.mark.parametrize("then", [[Trigger.ERROR], [Trigger.ERROR, Trigger.RECOVER]])
+def test_a_seal_that_arrives_after_an_error_is_stale_and_commits_nothing(
+    rt: Runtime, then: list[Trigger]
+) -> None:
+    # A chord published before a chunk failed may still finish; the session has moved on.
+    sid, _ = record(rt, DATA)
+    leaves = push_chunks(rt, sid)
+    for trigger in then:
+        rt.meta.apply_trigger(sid, trigger)
+    history = rt.meta.get_session(sid)["history"]
+    with pytest.raises(StaleSeal, match="not STOPPING"):
+        stages.seal_session(rt, sid, leaves)
+    session = rt.meta.get_session(sid)
+    assert (session["merkle_root"], session["history"]) == (None, history)
 
 
 def test_seal_refuses_a_chunk_that_was_never_hashed(rt: Runtime) -> None:
