@@ -16,7 +16,7 @@ import httpx
 from cli.servers import ManagedProcess, free_port, port_is_open, spawn, start_redis, start_secantus
 from lucid.keys import ensure_keys
 from lucid.settings import STAGES, Settings, load_settings
-from workers.profiles import worker_argv, worker_groups
+from workers.profiles import beat_argv, worker_argv, worker_groups
 
 __all__ = ["Stack", "StackConfig"]
 
@@ -68,6 +68,7 @@ class Stack:
             for group in worker_groups(settings, cfg.stages):
                 argv = worker_argv(group, loglevel=cfg.loglevel)
                 self.procs.append(spawn(f"worker-{group.stage}", argv, logs, env))
+            self.procs.append(self._beat(env, logs))
             if cfg.flower_port:
                 self.procs.append(self._flower(env, logs))
                 self.urls["flower"] = f"http://127.0.0.1:{cfg.flower_port}"
@@ -94,6 +95,11 @@ class Stack:
             "--access-logfile", "-",
         ]  # fmt: skip
         return spawn("api", argv, logs, env)
+
+    def _beat(self, env: dict[str, str], logs: Path) -> ManagedProcess:
+        """The periodic reconcile sweep's sender; one per stack (a second is harmless)."""
+        schedule = self.config.data_dir.resolve() / "celerybeat-schedule"
+        return spawn("beat", beat_argv(schedule, loglevel=self.config.loglevel), logs, env)
 
     def _flower(self, env: dict[str, str], logs: Path) -> ManagedProcess:
         port = self.config.flower_port or free_port()

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(900, alias="VISIBILITY_TIMEOUT", ge=3)
     task_max_retries: int = Field(5, alias="TASK_MAX_RETRIES", ge=0, le=50)
     redelivery_cap: int = Field(5, alias="REDELIVERY_CAP", ge=1, le=100)
+    # The reconciler re-enqueues work idle this long (a chunk or seal committed while the
+    # broker was down); a duplicate of work still queued is cheap, since FIFO runs it second.
+    reconcile_after_s: float = Field(60.0, alias="RECONCILE_AFTER_S", gt=0, le=86400)
+    reconcile_interval_s: float = Field(30.0, alias="RECONCILE_INTERVAL_S", gt=0, le=3600)
 
     @field_validator("chunk_size_mb")
     @classmethod

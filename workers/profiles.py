@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from lucid.settings import STAGES, Settings
 
-__all__ = ["WorkerGroup", "worker_argv", "worker_groups"]
+__all__ = ["WorkerGroup", "beat_argv", "worker_argv", "worker_groups"]
 
 
 @dataclass(frozen=True)
@@ -42,4 +43,13 @@ def worker_argv(group: WorkerGroup, *, loglevel: str = "INFO") -> list[str]:
         "--loglevel", loglevel,
         "--without-mingle",
         "--without-gossip",
+    ]  # fmt: skip
+
+
+def beat_argv(schedule: Path, *, loglevel: str = "INFO") -> list[str]:
+    """The command line of the one `celery beat` that sends the periodic reconcile sweep."""
+    return [
+        sys.executable, "-m", "celery", "-A", "tasks.app", "beat",
+        "--schedule", str(schedule),
+        "--loglevel", loglevel,
     ]  # fmt: skip
