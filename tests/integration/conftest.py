@@ -41,7 +41,11 @@ def stack(
         data_dir=data_dir,
         api_port=free_port(),
         flower_port=free_port(),
-        extra_env=stack_env(redis_url, mongodb_url, "lucid_it"),
+        # Small reconcile thresholds: test_reconcile waits for sweeps; for the other tests
+        # they only add duplicates, which every stage must shrug off anyway.
+        extra_env=stack_env(
+            redis_url, mongodb_url, "lucid_it", RECONCILE_AFTER_S="3", RECONCILE_INTERVAL_S="1"
+        ),
         loglevel="WARNING",
     )
     with Stack(config) as running:
