@@ -9,7 +9,6 @@ is claimed with a compare-and-set before it is handed back (see `lucid.reconcile
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from celery.utils.log import get_task_logger
 
@@ -26,8 +25,8 @@ log = get_task_logger(__name__)
 
 # Not acks_late: a sweep lost with its worker is simply the next one, an interval later.
 @app.task(name="lucid.reconcile", ignore_result=True)
-def reconcile() -> dict[str, Any]:
-    """Run one sweep and enqueue what it hands back; return its report."""
+def reconcile() -> dict[str, int]:
+    """Run one sweep and enqueue what it hands back; return its counts."""
     task_id = reconcile.request.id
 
     def chunk(session_id: str, index: int, final: bool) -> None:
@@ -49,9 +48,10 @@ def reconcile() -> dict[str, Any]:
 
     started = time.perf_counter()
     report = core.sweep(get_runtime(), core.Requeue(chunk=chunk, seal=seal, anchor=anchor_again))
-    counts = " ".join(f"{k}={v}" for k, v in report.counts().items())
+    counts = report.counts()
     log.info(
         "event=reconcile_sweep task_id=%s task_name=%s %s ms=%.1f",
-        task_id, reconcile.name, counts, (time.perf_counter() - started) * 1000,
+        task_id, reconcile.name, " ".join(f"{k}={v}" for k, v in counts.items()),
+        (time.perf_counter() - started) * 1000,
     )  # fmt: skip
-    return report.to_dict()
+    return counts
