@@ -59,14 +59,11 @@ class SweepReport:
     anchors: list[str] = field(default_factory=list)
     stops: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    skipped: int = 0  # idle chunks of sessions in ERROR, CLEANUP or DESTROYED
+    skipped: int = 0  # idle chunks of sessions in ERROR, CLEANUP, DESTROYED or deleted
 
     def counts(self) -> dict[str, int]:
         """Number of items of each kind."""
         return {k: (v if isinstance(v, int) else len(v)) for k, v in asdict(self).items()}
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def sweep(rt: Runtime, requeue: Requeue, *, now: datetime | None = None) -> SweepReport:
