@@ -5,6 +5,7 @@ Views only call `lucid.sessions` and enqueue by id; the chord is published by a 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -56,6 +57,27 @@ def _offset_headers(offset: int) -> dict[str, str]:
 def _offset_mismatch(exc: OffsetMismatch) -> ResponseReturnValue:
     payload = body(exc.code, str(exc), offset=exc.expected)
     return jsonify(payload), 409, _offset_headers(exc.expected)
+
+
+_DRAIN_LIMIT = 16 * 1024 * 1024
+
+
+@bp.after_request
+def _drain_refused_body(response: Response) -> Response:
+    """Read what is left of a refused upload's body before answering.
+
+    A server that answers while the client is still sending and then closes makes the
+    client's TCP stack reset the connection, and the client sees a dropped connection
+    instead of the 409 and its offset. Past the limit we answer anyway; the client's
+    resume (HEAD) still finds the offset.
+    """
+    length = request.content_length
+    if response.status_code >= 400 and length is not None and length <= _DRAIN_LIMIT:
+        # A client that went away has nothing left to drain; its error is not ours.
+        with contextlib.suppress(Exception):
+            while request.stream.read(1 << 20):
+                pass
+    return response
 
 
 def _stated_offset() -> int | None:

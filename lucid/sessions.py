@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import IO, Any
 
-from lucid.errors import Conflict
+from lucid.errors import Conflict, OffsetMismatch
 from lucid.ingest import OnChunk, append, committed_length, finish_stop
 from lucid.keys import new_session_key
 from lucid.runtime import Runtime
@@ -103,9 +103,13 @@ def ingest_recording(
 ) -> dict[str, Any]:
     """A whole recording in one go: start, append everything at offset 0, stop.
 
-    Retried on a session that already holds bytes, it appends nothing (OffsetMismatch)."""
-    if rt.meta.get_session(session_id)["state"] == SessionState.CREATED:
+    Retried on a session that already holds bytes (say, after a lost response), it appends
+    nothing: OffsetMismatch names the committed length."""
+    state = rt.meta.get_session(session_id)["state"]
+    if state == SessionState.CREATED:
         start(rt, session_id)
+    elif (committed := committed_length(rt, session_id)) != 0:
+        raise OffsetMismatch(committed, 0, f"; session {session_id} is {state}")
     append(rt, session_id, stream, on_chunk, offset=0, limit=limit)
     return stop(rt, session_id, on_chunk)
 
