@@ -38,7 +38,15 @@ from lucid.errors import Conflict, IntegrityError, InvalidInput, OffsetMismatch,
 from lucid.runtime import Runtime
 from lucid.states import SessionState
 
-__all__ = ["IngestState", "OnChunk", "append", "committed_length", "finish_stop", "settle"]
+__all__ = [
+    "IngestState",
+    "OnChunk",
+    "append",
+    "committed_length",
+    "derive",
+    "finish_stop",
+    "settle",
+]
 
 OnChunk = Callable[[str, int, bool], None]
 _READ_SIZE = 1 << 20
@@ -119,10 +127,16 @@ def settle(rt: Runtime, doc: dict[str, Any], on_chunk: OnChunk) -> IngestState:
     return derive(doc, rt.meta.last_chunk(session_id))
 
 
-def _lost(rt: Runtime, session_id: str, got: int) -> OffsetMismatch:
-    return OffsetMismatch(
-        committed_length(rt, session_id), got, "; another request appended at that offset first"
-    )
+def _lost(rt: Runtime, session_id: str, got: int) -> Conflict:
+    """Why a tail swap failed: the session left ACTIVE, or another request got there first."""
+    doc = rt.meta.get_session(session_id)
+    if doc["state"] != SessionState.ACTIVE or doc.get("chunk_count") is not None:
+        return Conflict(
+            f"cannot append data: session {session_id} became {doc['state']} "
+            "while the request was being read"
+        )
+    committed = derive(doc, rt.meta.last_chunk(session_id)).committed
+    return OffsetMismatch(committed, got, "; another request appended at that offset first")
 
 
 def append(

@@ -615,3 +615,36 @@ def test_appends_use_no_local_staging_and_leave_only_committed_blobs(rt: Runtime
     raws = sorted(k for k in _blob_keys(rt, sid) if "/raw/" in k)
     assert raws == sorted(c["raw_key"] for c in rt.meta.list_chunks(sid))
     assert _seal_and_restore(rt, sid) == data
+
+
+@pytest.mark.parametrize("size", [100, 3 * CHUNK], ids=["tail", "chunks"])
+def test_a_stop_while_an_append_is_being_read_refuses_the_append(rt: Runtime, size: int) -> None:
+    sid = _active(rt)
+    head = compressible(CHUNK + 1, seed=44)
+    _append(rt, sid, head, [])
+    stopped: list[dict[str, Any]] = []
+    body = _Interleaved(incompressible(size), lambda: stopped.append(sessions.stop(rt, sid)))
+    with pytest.raises(Conflict, match="became STOPPING") as caught:
+        sessions.append(rt, sid, body, lambda s, i, f: None, offset=len(head))
+    assert not isinstance(caught.value, OffsetMismatch)
+    assert stopped[0]["chunk_count"] == 2
+    assert sessions.committed_length(rt, sid) == len(head)
+    assert _seal_and_restore(rt, sid) == head
+    assert not [k for k in _blob_keys(rt, sid) if "/parts/" in k or "/raw/" in k]
+
+
+def test_stop_records_a_chunk_an_append_committed_but_did_not_record(rt: Runtime) -> None:
+    sid = _active(rt)
+    data = compressible(2 * CHUNK + 40, seed=45)
+    _append(rt, sid, data[: CHUNK + 40], [])
+    seq = rt.meta.get_session(sid)["tail"]["seq"]
+    key = layout.raw_key(sid, 1, "late")
+    rt.blobs.put(key, data[CHUNK : 2 * CHUNK])
+    tail = {"chunk": 1, "length": CHUNK, "parts": [], "raw": key, "seq": seq + 1}
+    assert rt.meta.swap_tail(sid, seq, tail) is not None  # the append's insert is still to come
+    cuts: Cuts = []
+    doc = sessions.stop(rt, sid, lambda s, i, f: cuts.append((i, f)))
+    assert cuts == [(1, False), (2, True)]
+    assert (doc["chunk_count"], doc["bytes_received"]) == (3, 2 * CHUNK)
+    assert rt.meta.get_chunk(sid, 2)["plaintext_len"] == 0
+    assert _seal_and_restore(rt, sid) == data[: 2 * CHUNK]
