@@ -85,7 +85,7 @@ def _stated_offset() -> int | None:
     raw = request.headers.get(OFFSET_HEADER, request.args.get("offset"))
     if raw is None:
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise InvalidInput(f"{OFFSET_HEADER} must be a non-negative integer, got {raw!r}")
     return int(raw)
 

@@ -55,6 +55,10 @@ def test_appends_state_their_offset_and_a_wrong_one_is_409_with_the_true_offset(
     missing = client.http.post(url, content=data[:10])
     assert missing.status_code == 400, missing.text
     assert "Upload-Offset" in missing.json()["message"]
+    for bad in ("-1", "1.5", "²", "ten"):
+        malformed = client.http.post(url, content=data[:10], params={"offset": bad})
+        assert malformed.status_code == 400, malformed.text
+        assert "non-negative integer" in malformed.json()["message"]
 
     first = client.http.post(url, content=data[:100], headers={"Upload-Offset": "0"})
     assert first.status_code == 202, first.text
