@@ -14,8 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from bench.corpus import corpus_blocks
-from cli.client import Client
+from cli.client import Client, UploadFailed
 from cli.main import cli
+from cli.servers import free_port
 from cli.stack import Stack
 from tests.integration.conftest import CHUNK
 
@@ -199,3 +200,18 @@ def test_submit_resume_continues_an_upload_an_earlier_process_began(
         len(data),
     )
     assert _restored(client, sid, tmp_path) == data
+
+
+def test_an_upload_that_keeps_failing_gives_up_after_its_budget_naming_the_resume(
+    tmp_path: Path,
+) -> None:
+    path, _ = _recording(tmp_path, 1000, seed=56)
+    client = Client(f"http://127.0.0.1:{free_port()}", timeout=2, attempts=3, backoff=0.05)
+    sid = "ab" * 16
+    started = time.monotonic()
+    with pytest.raises(UploadFailed) as caught:
+        client.upload(sid, path)
+    assert time.monotonic() - started < 5  # 3 attempts, 0.05 s + 0.1 s of backoff
+    assert (caught.value.session_id, caught.value.offset) == (sid, 0)
+    assert f"--resume {sid}" in str(caught.value)
+    assert "ConnectError" in str(caught.value)
