@@ -10,9 +10,12 @@ from typing import Any
 
 import httpx
 
-__all__ = ["ApiError", "Client", "default_api_url"]
+__all__ = ["ApiError", "Client", "UploadFailed", "default_api_url"]
 
 _UPLOAD_BLOCK = 1 << 20
+OFFSET_HEADER = "Upload-Offset"
+# Worth another attempt: the server restarting, overloaded or briefly unreachable.
+_RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 
 def default_api_url() -> str:
@@ -28,9 +31,35 @@ class ApiError(Exception):
         self.body = body
 
 
+class UploadFailed(ApiError):
+    """The upload could not be completed within its retry budget; resume it later."""
+
+    def __init__(self, session_id: str, offset: int, cause: str) -> None:
+        super().__init__(
+            503,
+            {
+                "message": f"upload of session {session_id} stopped at byte {offset}: {cause}; "
+                f"continue it with `lucid submit FILE --resume {session_id}`",
+                "session_id": session_id,
+                "offset": offset,
+            },
+        )
+        self.session_id = session_id
+        self.offset = offset
+
+
 class Client:
-    def __init__(self, base_url: str | None = None, timeout: float = 600.0) -> None:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        timeout: float = 600.0,
+        *,
+        attempts: int = 8,
+        backoff: float = 0.5,
+    ) -> None:
         self.http = httpx.Client(base_url=base_url or default_api_url(), timeout=timeout)
+        self.attempts = attempts  # per upload: how many failed requests it survives
+        self.backoff = backoff  # seconds before the first retry; doubles, at most 15 s
 
     def _json(self, response: httpx.Response) -> Any:
         try:
@@ -46,26 +75,114 @@ class Client:
             self._json(self.http.post("/api/v1/sessions", json={"metadata": metadata or {}}))
         )
 
-    def upload(
-        self, session_id: str, path: Path, progress: Callable[[int], object] | None = None
-    ) -> dict[str, Any]:
-        """PUT the recording, streamed from disk in 1 MiB blocks."""
+    def start(self, session_id: str) -> dict[str, Any]:
+        return dict(self._json(self.http.post(f"/api/v1/sessions/{session_id}/start")))
+
+    def offset(self, session_id: str) -> int:
+        """The session's committed length (HEAD): where a resumed upload must start."""
+        response = self.http.head(f"/api/v1/sessions/{session_id}")
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, {"message": f"HEAD {response.request.url}"})
+        return int(response.headers[OFFSET_HEADER])
+
+    def append(
+        self,
+        session_id: str,
+        path: Path,
+        offset: int,
+        progress: Callable[[int], object] | None = None,
+    ) -> int:
+        """POST the file's bytes from `offset` to its end, stating the offset; returns the
+        committed length the server answers (ApiError on an error status)."""
+        size = path.stat().st_size
 
         def blocks() -> Iterator[bytes]:
             with open(path, "rb") as f:
+                f.seek(offset)
                 while block := f.read(_UPLOAD_BLOCK):
                     if progress:
                         progress(len(block))
                     yield block
 
         headers = {
-            "Content-Length": str(path.stat().st_size),
+            "Content-Length": str(size - offset),
             "Content-Type": "application/octet-stream",
+            OFFSET_HEADER: str(offset),
         }
-        response = self.http.put(
-            f"/api/v1/sessions/{session_id}/recording", content=blocks(), headers=headers
+        response = self.http.post(
+            f"/api/v1/sessions/{session_id}/data", content=blocks(), headers=headers
         )
-        return dict(self._json(response))
+        self._json(response)
+        return int(response.headers[OFFSET_HEADER])
+
+    def upload(
+        self, session_id: str, path: Path, progress: Callable[[int], object] | None = None
+    ) -> dict[str, Any]:
+        """Upload the recording and stop the session: resumable and exactly once.
+
+        Starts the session if it is new (a session an earlier process began is continued
+        from its committed offset). After a dropped connection, a timeout or a 5xx it asks
+        the server for the committed offset and continues from there, up to `attempts`
+        failures with exponential backoff; then UploadFailed. `progress(n)` gets the bytes
+        sent, and a negative correction when a resume starts before where sending got to.
+        """
+        size = path.stat().st_size
+        sent = 0  # what `progress` has been told
+
+        def at(offset: int) -> int:
+            nonlocal sent
+            if progress and offset != sent:
+                progress(offset - sent)
+            sent = offset
+            return offset
+
+        def counted(n: int) -> None:
+            nonlocal sent
+            sent += n
+            if progress:
+                progress(n)
+
+        failures = 0
+        offset: int | None = None
+        while True:
+            try:
+                if offset is None:
+                    offset = at(self._ready_offset(session_id))
+                if offset > size:
+                    raise ApiError(
+                        409,
+                        {"message": f"session {session_id} holds {offset} bytes, "
+                         f"more than {path} ({size} bytes): not this file's upload"},
+                    )  # fmt: skip
+                if offset < size:
+                    offset = at(self.append(session_id, path, offset, counted))
+                return self._stop(session_id)
+            except ApiError as exc:
+                if exc.status == 409 and isinstance(exc.body.get("offset"), int):
+                    offset = at(int(exc.body["offset"]))  # realign; nothing was appended
+                    cause = str(exc)
+                elif exc.status in _RETRY_STATUSES:
+                    offset, cause = None, str(exc)
+                else:
+                    raise
+            except httpx.TransportError as exc:  # dropped connection, refused, timed out
+                offset, cause = None, f"{type(exc).__name__}: {exc}"
+            failures += 1
+            if failures >= self.attempts:
+                raise UploadFailed(session_id, sent, cause)
+            time.sleep(min(self.backoff * 2 ** (failures - 1), 15.0))
+
+    def _ready_offset(self, session_id: str) -> int:
+        """Start a new session; the committed offset of one already receiving data."""
+        state = self.status(session_id)["state"]
+        if state == "CREATED":
+            self.start(session_id)
+        elif state == "PAUSED":
+            self._json(self.http.post(f"/api/v1/sessions/{session_id}/resume"))
+        return self.offset(session_id)
+
+    def _stop(self, session_id: str) -> dict[str, Any]:
+        return dict(self._json(self.http.post(f"/api/v1/sessions/{session_id}/stop")))
 
     def status(self, session_id: str) -> dict[str, Any]:
         return dict(self._json(self.http.get(f"/api/v1/sessions/{session_id}")))

@@ -165,13 +165,24 @@ def _summary(status: dict[str, Any]) -> dict[str, Any]:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--wait", is_flag=True, help="Wait until the root is anchored.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option(
+    "--resume", "resume_id", metavar="SESSION_ID",
+    help="Continue an upload an earlier run began, from the offset the server committed.",
+)  # fmt: skip
 @API_OPTION
-def submit(file: Path, wait: bool, as_json: bool, api_url: str) -> None:
-    """Upload a recording; with --wait, follow it until its root is anchored."""
+def submit(file: Path, wait: bool, as_json: bool, resume_id: str | None, api_url: str) -> None:
+    """Upload a recording; with --wait, follow it until its root is anchored.
+
+    The upload resumes by itself after a dropped connection or a 5xx (a bounded number of
+    times); if it still fails, the message names the session to pass to --resume.
+    """
     client = Client(api_url)
     try:
-        session = client.create({"filename": file.name})
-        sid = session["session_id"]
+        if resume_id is None:
+            sid = client.create({"filename": file.name})["session_id"]
+            click.echo(f"session {sid}", err=True)
+        else:
+            sid = resume_id
         with tqdm(
             total=file.stat().st_size, unit="B", unit_scale=True, desc="upload", file=sys.stderr
         ) as bar:

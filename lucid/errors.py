@@ -45,6 +45,17 @@ class StaleSeal(Conflict):
     code = "stale_seal"
 
 
+class OffsetMismatch(Conflict):
+    """An append stated an offset other than the session's committed length."""
+
+    code = "offset_mismatch"
+
+    def __init__(self, expected: int, got: int | None, detail: str = "") -> None:
+        super().__init__(f"expected offset {expected}, got {got}{detail}")
+        self.expected = expected
+        self.got = got
+
+
 class TooLarge(InvalidInput):
     """Input exceeds a configured size limit."""
 

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import re
+import secrets
 
 from lucid.errors import InvalidInput
 
-__all__ = ["check_session_id", "compressed_key", "encrypted_key", "raw_key"]
+__all__ = [
+    "check_session_id",
+    "compressed_key",
+    "encrypted_key",
+    "new_token",
+    "part_key",
+    "raw_key",
+]
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -18,8 +26,23 @@ def check_session_id(session_id: str) -> str:
     return session_id
 
 
-def raw_key(session_id: str, index: int) -> str:
-    return f"sessions/{session_id}/raw/{index:08d}"
+def new_token() -> str:
+    """A random suffix that makes an ingest blob's key unique to the request writing it."""
+    return secrets.token_hex(8)
+
+
+def raw_key(session_id: str, index: int, token: str) -> str:
+    """The raw (plaintext) bytes of chunk `index` as one request wrote them.
+
+    The token keeps racing writers apart: only the key that the chunk's commit names is
+    the chunk; the others are garbage of requests that lost.
+    """
+    return f"sessions/{session_id}/raw/{index:08d}-{token}"
+
+
+def part_key(session_id: str, index: int, offset: int, token: str) -> str:
+    """Bytes one request added to the partial chunk `index`, starting at session `offset`."""
+    return f"sessions/{session_id}/parts/{index:08d}-{offset:012d}-{token}"
 
 
 def compressed_key(session_id: str, index: int) -> str:

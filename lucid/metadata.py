@@ -248,6 +248,63 @@ class MetadataStore:
             # Two upserts raced to insert; the loser now finds the document and updates it.
             chunks.update_one(query, update, upsert=True)
 
+    def insert_chunk(self, session_id: str, index: int, fields: dict[str, Any]) -> Doc:
+        """Insert chunk `index` at stage RECEIVED (journaled); Conflict if it exists already.
+
+        Ingest relies on the unique (session_id, index) index: of two writers committing
+        the same chunk, exactly one insert succeeds.
+        """
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise InvalidInput(f"chunk index must be an integer >= 0, got {index!r}")
+        now = _now()
+        doc: Doc = {
+            "session_id": _check_id(session_id),
+            "index": index,
+            "stage": int(ChunkStage.RECEIVED),
+            "created_at": now,
+            "updated_at": now,
+            **_check_fields(fields, _CHUNK_OWNED),
+        }
+        try:
+            self._chunks_journaled.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict(f"session {session_id} already has chunk {index}") from None
+        doc.pop("_id", None)
+        return doc
+
+    def last_chunk(self, session_id: str) -> Doc | None:
+        """The chunk document with the highest index, or None if there is none."""
+        return self.chunks.find_one(
+            {"session_id": _check_id(session_id)}, _NO_ID, sort=[("index", -1)]
+        )
+
+    def swap_tail(
+        self,
+        session_id: str,
+        seen_seq: int | None,
+        tail: dict[str, Any],
+        set_fields: dict[str, Any] | None = None,
+    ) -> Doc | None:
+        """Replace the ingest tail of an ACTIVE, unsealed session if its `seq` is still
+        `seen_seq` (None: no tail yet); None when another writer moved it first (journaled).
+        """
+        query: Doc = {
+            "session_id": _check_id(session_id),
+            "state": str(SessionState.ACTIVE),
+            "chunk_count": None,
+        }
+        if seen_seq is None:
+            query["tail"] = None
+        else:
+            query["tail.seq"] = seen_seq
+        fields = _check_fields(set_fields, _SESSION_OWNED)
+        return self.sessions.find_one_and_update(
+            query,
+            {"$set": {**fields, "tail": tail, "updated_at": _now()}},
+            projection=_NO_ID,
+            return_document=ReturnDocument.AFTER,
+        )
+
     def get_chunk(self, session_id: str, index: int) -> Doc:
         """One chunk document; NotFound if it was never recorded."""
         doc = self.chunks.find_one({"session_id": _check_id(session_id), "index": index}, _NO_ID)

@@ -66,32 +66,39 @@ def _recorded(rt: Runtime, session_id: str, index: int, stage: ChunkStage) -> di
     return doc
 
 
+def _raw_key(doc: dict[str, Any]) -> str:
+    """The raw blob the chunk's commit named (ingest writes each under a unique key)."""
+    key = doc.get("raw_key")
+    if not key:
+        raise IntegrityError(
+            "chunk record names no raw blob", session_id=doc["session_id"], chunk_index=doc["index"]
+        )
+    return str(key)
+
+
 def compress_chunk(rt: Runtime, session_id: str, index: int, final: bool) -> ChunkRef:
     """Compress the raw chunk into its compressed blob (skipped if a duplicate did it)."""
     params = rt.session_params(session_id)
     out_key = layout.compressed_key(session_id, index)
-    raw_key = layout.raw_key(session_id, index)
-    ref = ChunkRef(session_id=session_id, index=index, final=final)
+    doc = rt.meta.get_chunk(session_id, index)
+    plaintext_len = int(doc["plaintext_len"])
+    ref = ChunkRef(session_id=session_id, index=index, final=final, plaintext_len=plaintext_len)
+    if rt.blobs.exists(out_key):  # a retry, a redelivery or the seal's chord got here first
+        ref["compressed_len"] = rt.blobs.size(out_key)
+        return ref
     try:
-        if rt.blobs.exists(out_key):  # a retry, a redelivery or the seal's chord got here first
-            ref["plaintext_len"], ref["compressed_len"] = (
-                rt.blobs.size(raw_key),
-                rt.blobs.size(out_key),
-            )
-            return ref
-        with rt.blobs.view(raw_key) as data:
-            if len(data) > params.chunk_size:
+        with rt.blobs.view(_raw_key(doc)) as data:
+            if len(data) != plaintext_len or len(data) > params.chunk_size:
                 raise IntegrityError(
-                    f"raw chunk is {len(data)} bytes, larger than the chunk size "
-                    f"{params.chunk_size}",
+                    f"raw chunk is {len(data)} bytes, expected {plaintext_len} "
+                    f"(chunk size {params.chunk_size})",
                     session_id=session_id,
                     chunk_index=index,
                 )
             compressed = rt.codec(params).compress(data)
-            ref["plaintext_len"] = len(data)
     except FileNotFoundError:  # the chunk is already hashed and its plaintext deleted
         doc = _recorded(rt, session_id, index, ChunkStage.COMPRESSED)
-        ref["plaintext_len"], ref["compressed_len"] = doc["plaintext_len"], doc["compressed_len"]
+        ref["compressed_len"] = doc["compressed_len"]
         return ref
     # Recomputable from the raw chunk until the ciphertext is durable: no fsync needed.
     written = rt.blobs.put(out_key, compressed, durable=False)
@@ -153,7 +160,7 @@ def hash_chunk(rt: Runtime, ref: ChunkRef) -> LeafRef:
         journal=True,
     )
     # The leaf is durable: the plaintext and compressed copies must not stay at rest.
-    rt.blobs.delete(layout.raw_key(session_id, index))
+    rt.blobs.delete(_raw_key(rt.meta.get_chunk(session_id, index)))
     rt.blobs.delete(layout.compressed_key(session_id, index))
     return LeafRef(index=index, leaf_hash=leaf_hash)
 

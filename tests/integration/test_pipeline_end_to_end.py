@@ -88,9 +88,13 @@ def test_live_session_appended_in_pieces_covers_exactly_what_was_sent(
         data[3 * CHUNK + 5 : 4 * CHUNK],
         data[4 * CHUNK :],
     ]
+    offset = 0
     for piece in pieces:
-        response = http.post(f"/api/v1/sessions/{sid}/data", content=piece)
+        headers = {"Upload-Offset": str(offset)}
+        response = http.post(f"/api/v1/sessions/{sid}/data", content=piece, headers=headers)
         assert response.status_code == 202, response.text
+        offset += len(piece)
+        assert response.headers["Upload-Offset"] == str(offset)
     assert http.post(f"/api/v1/sessions/{sid}/stop").status_code == 202
     status = client.wait(sid, timeout=120)
     assert status["state"] == "STOPPED" and status["chunk_count"] == 6

@@ -10,6 +10,7 @@ from lucid.errors import IntegrityError, StaleSeal
 from lucid.keys import load_ledger_verify_key
 from lucid.ledger import Ledger
 from lucid.merkle import BLAKE3, root
+from lucid.restore import restore
 from lucid.runtime import Runtime
 from lucid.states import ChunkStage, Trigger
 from tests.lucid.conftest import CHUNK, compressible, incompressible, push_chunks, record
@@ -103,8 +104,10 @@ def test_hashing_drops_plaintext_blobs_but_late_duplicates_still_report_lengths(
 ) -> None:
     sid, _ = record(rt, compressible(CHUNK + 10))
     ref = stages.encrypt_stage(rt, stages.compress_chunk(rt, sid, 0, False))
+    raw_key = rt.meta.get_chunk(sid, 0)["raw_key"]
+    assert rt.blobs.exists(raw_key)
     leaf = stages.hash_chunk(rt, ref)
-    assert not rt.blobs.exists(layout.raw_key(sid, 0))
+    assert not rt.blobs.exists(raw_key)
     assert not rt.blobs.exists(layout.compressed_key(sid, 0))
     assert rt.blobs.exists(layout.encrypted_key(sid, 0))
 
@@ -122,12 +125,40 @@ def test_hashing_drops_plaintext_blobs_but_late_duplicates_still_report_lengths(
 
 def test_compress_refuses_a_raw_chunk_larger_than_the_chunk_size(rt: Runtime) -> None:
     sid, _ = record(rt, b"")
-    rt.blobs.delete(layout.raw_key(sid, 0))
-    rt.blobs.put(layout.raw_key(sid, 0), incompressible(CHUNK + 1))
+    raw_key = rt.meta.get_chunk(sid, 0)["raw_key"]
+    rt.blobs.delete(raw_key)
+    rt.blobs.put(raw_key, incompressible(CHUNK + 1))
     with pytest.raises(IntegrityError) as caught:
         stages.compress_chunk(rt, sid, 0, True)
     assert caught.value.chunk_index == 0
     assert not rt.blobs.exists(layout.compressed_key(sid, 0))
+
+
+@pytest.mark.parametrize("delta", [-1, 1])
+def test_compress_refuses_a_raw_blob_whose_length_is_not_the_committed_one(
+    rt: Runtime, delta: int
+) -> None:
+    sid, _ = record(rt, compressible(2 * CHUNK + 100))
+    doc = rt.meta.get_chunk(sid, 2)
+    data = rt.blobs.get(doc["raw_key"])
+    rt.blobs.delete(doc["raw_key"])
+    rt.blobs.put(doc["raw_key"], data[:-1] if delta < 0 else data + b"x")
+    with pytest.raises(IntegrityError, match=r"expected 100") as caught:
+        stages.compress_chunk(rt, sid, 2, True)
+    assert caught.value.chunk_index == 2
+    assert not rt.blobs.exists(layout.compressed_key(sid, 2))
+
+
+def test_compress_reads_the_raw_blob_the_chunk_record_names_not_an_orphan(rt: Runtime) -> None:
+    data = compressible(CHUNK + 10)
+    sid, _ = record(rt, data)
+    # A request that lost the race left its own raw blob for chunk 0: never read.
+    rt.blobs.put(layout.raw_key(sid, 0, "0rphan"), incompressible(CHUNK))
+    push_chunks(rt, sid)
+    assert rt.blobs.exists(layout.raw_key(sid, 0, "0rphan"))
+    stages.seal_session(rt, sid, push_chunks(rt, sid))
+    stages.anchor_session(rt, sid)
+    assert b"".join(restore(rt, sid)) == data
 
 
 def test_seal_twice_returns_the_committed_root(rt: Runtime) -> None:
