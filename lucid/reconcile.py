@@ -29,6 +29,7 @@ from typing import Any
 
 from lucid import layout
 from lucid.errors import Conflict, InvalidTransition, NotFound
+from lucid.ingest import finish_stop
 from lucid.runtime import Runtime
 from lucid.states import ChunkStage, SessionState, Trigger
 
@@ -117,8 +118,10 @@ def _input_gone(rt: Runtime, chunk: dict[str, Any]) -> bool:
     are missing: a hash stage may have finished since the sweep's query.
     """
     session_id, index = chunk["session_id"], int(chunk["index"])
-    raw_key = chunk.get("raw_key") or layout.raw_key(session_id, index)
-    if rt.blobs.exists(raw_key) or rt.blobs.exists(layout.compressed_key(session_id, index)):
+    raw_key = chunk.get("raw_key")
+    if (raw_key and rt.blobs.exists(raw_key)) or rt.blobs.exists(
+        layout.compressed_key(session_id, index)
+    ):
         return False
     try:
         return int(rt.meta.get_chunk(session_id, index)["stage"]) < ChunkStage.HASHED
@@ -166,12 +169,8 @@ def _requeue_stopping(
 
 def _finish_stop(rt: Runtime, session_id: str, requeue: Requeue) -> bool:
     """Finish a stop that moved the session to STOPPING but never fixed its chunk count."""
-    # MERGE (ingest branch): `stop` now moves to STOPPING before it fixes `chunk_count`,
-    # and `sessions.finish_stop` completes a stop interrupted in between. Wire it here:
-    #     sessions.finish_stop(rt, session_id, requeue.chunk)
-    #     return True
-    log.warning("event=reconcile_stop_unfinished session_id=%s", session_id)
-    return False
+    finish_stop(rt, session_id, requeue.chunk)
+    return True
 
 
 def _requeue_anchors(

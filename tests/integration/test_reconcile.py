@@ -34,7 +34,7 @@ def _committed(rt: Runtime, data: bytes) -> str:
     """Create, start, append and stop, with nothing enqueued at any point."""
     sid: str = sessions.create_session(rt, {})["session_id"]
     sessions.start(rt, sid)
-    sessions.append(rt, sid, io.BytesIO(data), _broker_down)
+    sessions.append(rt, sid, io.BytesIO(data), _broker_down, offset=0)
     sessions.stop(rt, sid, _broker_down)
     return sid
 

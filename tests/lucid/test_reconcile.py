@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lucid import layout, reconcile, sessions, stages
+from lucid import reconcile, sessions, stages
 from lucid.errors import ConfigError
 from lucid.restore import restore
 from lucid.runtime import Runtime
@@ -52,7 +52,7 @@ def _recording(rt: Runtime, chunks: int, *, stop: bool) -> tuple[str, bytes]:
     data = compressible(chunks * CHUNK + (-(CHUNK // 2) if stop else 10))
     sid: str = sessions.create_session(rt, {})["session_id"]
     sessions.start(rt, sid)
-    sessions.append(rt, sid, io.BytesIO(data), _no_enqueue)
+    sessions.append(rt, sid, io.BytesIO(data), _no_enqueue, offset=0)
     if stop:
         sessions.stop(rt, sid, _no_enqueue)
     return sid, data
@@ -109,7 +109,7 @@ def test_chunks_of_sessions_in_error_or_cleanup_are_ignored(rt: Runtime, trigger
 
 def test_missing_raw_blob_fails_the_session_naming_the_chunk(rt: Runtime) -> None:
     sid, _ = _recording(rt, 3, stop=True)
-    rt.blobs.delete(layout.raw_key(sid, 1))
+    rt.blobs.delete(rt.meta.get_chunk(sid, 1)["raw_key"])
     handed = Handed()
     report = reconcile.sweep(rt, handed.requeue(), now=_later())
 
@@ -127,7 +127,7 @@ def test_missing_raw_blob_fails_the_session_naming_the_chunk(rt: Runtime) -> Non
 def test_compressed_blob_is_enough_when_the_raw_one_is_gone(rt: Runtime) -> None:
     sid, _ = _recording(rt, 2, stop=False)
     stages.compress_chunk(rt, sid, 0, False)
-    rt.blobs.delete(layout.raw_key(sid, 0))
+    rt.blobs.delete(rt.meta.get_chunk(sid, 0)["raw_key"])
     handed = Handed()
     reconcile.sweep(rt, handed.requeue(), now=_later())
     assert rt.meta.get_session(sid)["state"] == "ACTIVE"
@@ -137,8 +137,8 @@ def test_compressed_blob_is_enough_when_the_raw_one_is_gone(rt: Runtime) -> None
 def test_raw_blob_is_looked_up_under_the_key_its_record_names(rt: Runtime) -> None:
     sid, _ = _recording(rt, 1, stop=False)
     moved = f"sessions/{sid}/raw/00000000.attempt-2"
-    rt.blobs.put(moved, rt.blobs.get(layout.raw_key(sid, 0)))
-    rt.blobs.delete(layout.raw_key(sid, 0))
+    rt.blobs.put(moved, rt.blobs.get(rt.meta.get_chunk(sid, 0)["raw_key"]))
+    rt.blobs.delete(rt.meta.get_chunk(sid, 0)["raw_key"])
     rt.meta.record_chunk(sid, 0, ChunkStage.RECEIVED, {"raw_key": moved})
     handed = Handed()
     reconcile.sweep(rt, handed.requeue(), now=_later())
@@ -154,6 +154,21 @@ def test_idle_stopping_session_without_root_gets_its_seal_handed_back(rt: Runtim
     reconcile.sweep(rt, handed.requeue(), now=_later())
     assert handed.seals == [sid]
     assert handed.chunks == []
+
+
+def test_stop_interrupted_before_the_final_cut_is_finished_and_sealed(rt: Runtime) -> None:
+    sid, _ = _recording(rt, 2, stop=False)
+    # The stop's first write landed (ACTIVE -> STOPPING), then its process died.
+    rt.meta.apply_trigger(sid, Trigger.STOP)
+    assert rt.meta.get_session(sid)["chunk_count"] is None
+    handed = Handed()
+    report = reconcile.sweep(rt, handed.requeue(), now=_later())
+    session = rt.meta.get_session(sid)
+    assert session["chunk_count"] == 3  # two full chunks and the final one with 10 bytes
+    assert rt.meta.get_chunk(sid, 2)["final"] is True
+    assert report.stops == [sid]
+    assert handed.seals == [sid]
+    assert (sid, 2, True) in handed.chunks  # the final chunk went on to the pipeline
 
 
 def test_stopping_session_whose_chunks_are_moving_is_not_resealed(
