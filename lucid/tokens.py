@@ -43,6 +43,7 @@ __all__ = [
     "ISSUER",
     "SCOPES",
     "Principal",
+    "ensure_token_file",
     "issue_token",
     "parse_scopes",
     "parse_ttl",
@@ -287,3 +288,31 @@ def read_token_file(path: Path) -> str:
     if not token:
         raise KeyMaterialError(f"token file {path} is empty")
     return token
+
+
+def ensure_token_file(
+    path: Path,
+    signing_key: Ed25519PrivateKey,
+    *,
+    subject: str,
+    tenant: str,
+    scopes: str | Iterable[str],
+    ttl: timedelta,
+    renew_before: timedelta = timedelta(days=1),
+    now: datetime | None = None,
+) -> str:
+    """The token stored at `path` if this key still accepts it for more than
+    `renew_before`; otherwise a new one, written there with mode 0600 (`lucid up`)."""
+    when = now or datetime.now(UTC)
+    try:
+        current = read_token_file(path)
+        held = verify_token(current, signing_key.public_key(), now=when + renew_before)
+        if held.tenant == tenant and held.scopes == parse_scopes(scopes):
+            return current
+    except (KeyMaterialError, Unauthorized):
+        pass  # missing, unsafe, expiring, or from keys since replaced: issue a new one
+    fresh = issue_token(
+        signing_key, subject=subject, tenant=tenant, scopes=scopes, ttl=ttl, now=when
+    )
+    write_token_file(path, fresh)
+    return fresh

@@ -18,7 +18,9 @@ from lucid.errors import Forbidden, InvalidInput, KeyMaterialError, NotFound, Un
 from lucid.keys import ensure_keys, load_token_signing_key, load_token_verify_key
 from lucid.tokens import (
     DEFAULT_TENANT,
+    SCOPES,
     Principal,
+    ensure_token_file,
     issue_token,
     parse_scopes,
     parse_ttl,
@@ -226,3 +228,24 @@ def test_token_file_is_written_0600_and_read_back(tmp_path: Path) -> None:
         read_token_file(path)
     with pytest.raises(KeyMaterialError, match="does not exist"):
         read_token_file(tmp_path / "nope")
+
+
+def test_ensure_token_file_keeps_a_good_token_and_renews_one_about_to_expire(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "admin.token"
+    args: dict[str, Any] = {
+        "subject": "lucid-up", "tenant": DEFAULT_TENANT, "scopes": ["admin", "read"],
+        "ttl": timedelta(days=30),
+    }  # fmt: skip
+    first = ensure_token_file(path, KEY, now=NOW, **args)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert ensure_token_file(path, KEY, now=NOW + timedelta(days=28), **args) == first
+    renewed = ensure_token_file(path, KEY, now=NOW + timedelta(days=29, hours=1), **args)
+    assert renewed != first
+    assert read_token_file(path) == renewed
+    other_key = Ed25519PrivateKey.generate()
+    replaced = ensure_token_file(path, other_key, now=NOW, **args)
+    verify_token(replaced, other_key.public_key(), now=NOW)
+    wider = ensure_token_file(path, other_key, now=NOW, **(args | {"scopes": SCOPES}))
+    assert verify_token(wider, other_key.public_key(), now=NOW).scopes == set(SCOPES)
