@@ -220,7 +220,8 @@ class MetadataStore:
         self, session_id: str, *, reason: str, set_fields: dict[str, Any] | None = None
     ) -> Doc:
         """Move the session to CLEANUP unless it is on legal hold, in one compare-and-set,
-        so a hold set concurrently either wins (Conflict here) or is refused itself."""
+        so a hold set concurrently either wins (Conflict here) or is refused itself.
+        Returns the session, which a concurrent cleanup may have taken further."""
         fields = _check_fields(set_fields, _SESSION_OWNED)
         seen = self.get_session(session_id)
         current = SessionState(seen["state"])
@@ -244,10 +245,12 @@ class MetadataStore:
             return_document=ReturnDocument.AFTER,
         )
         if doc is None:
-            if self.get_session(session_id).get("legal_hold"):
+            doc = self.get_session(session_id)
+            if doc.get("legal_hold"):
                 raise Conflict(f"session {session_id} is on legal hold; clear the hold first")
-            raise Conflict(f"session {session_id} changed concurrently; reload and retry")
-        return doc
+            if doc["state"] not in (SessionState.CLEANUP, SessionState.DESTROYED):
+                raise Conflict(f"session {session_id} changed concurrently; reload and retry")
+        return doc  # a concurrent cleanup of the same session is as good as ours
 
     def set_legal_hold(self, session_id: str, hold: bool, *, by: str) -> Doc:
         """Set or clear the legal hold; Conflict once the session is being destroyed."""

@@ -58,8 +58,14 @@ def check_not_destroyed(session: Mapping[str, Any]) -> None:
 def _ingest_lock(staging: Path) -> Iterator[None]:
     # The same lock file as lucid.sessions' appends: an upload in progress holds it until
     # its chunks are committed, so no raw blob lands after the purge below.
-    staging.mkdir(parents=True, exist_ok=True)
-    with open(staging / ".lock", "a+b") as lock:
+    while True:
+        staging.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = open(staging / ".lock", "a+b")  # noqa: SIM115 - closed below
+        except FileNotFoundError:  # a concurrent purge removed the folder: make it again
+            continue
+        break
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -72,13 +78,8 @@ def _purge(rt: Runtime, session_id: str) -> int:
     staging = rt.settings.data_dir / "staging" / layout.check_session_id(session_id)
     with _ingest_lock(staging):
         removed = rt.blobs.delete_prefix(f"sessions/{session_id}/")
-        for entry in staging.iterdir():
-            if entry.name != ".lock":
-                if entry.is_dir():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
-    shutil.rmtree(staging, ignore_errors=True)
+        # The lock file goes too: whoever waits on it finds the session no longer ACTIVE.
+        shutil.rmtree(staging, ignore_errors=True)
     return removed
 
 
@@ -95,12 +96,17 @@ def shred_session(rt: Runtime, session_id: str, by: str) -> dict[str, Any]:
     doc = rt.meta.begin_cleanup(
         session_id, reason=f"delete requested by {by}", set_fields={"cleanup_by": by}
     )
+    if doc["state"] == SessionState.DESTROYED:  # a concurrent shred finished meanwhile
+        _purge(rt, session_id)
+        return doc
     key = doc.get("key") or {}
     if "wrapped_private" in key or doc.get("metadata"):
         kept = {"session_public": key["session_public"]} if "session_public" in key else None
-        rt.meta.update_session(
-            session_id, {"key": kept, "metadata": {}}, expect_state=SessionState.CLEANUP
-        )
+        # Conflict: a concurrent shred completed, and it destroyed the key before that.
+        with contextlib.suppress(Conflict):
+            rt.meta.update_session(
+                session_id, {"key": kept, "metadata": {}}, expect_state=SessionState.CLEANUP
+            )
     removed = _purge(rt, session_id)
     requested_by = doc.get("cleanup_by") or by
     try:

@@ -4,6 +4,8 @@ legal hold refuses it; a run cut short is finished by running it again."""
 from __future__ import annotations
 
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -126,3 +128,20 @@ def test_check_not_destroyed_answers_gone_for_shredded_sessions(rt: Runtime) -> 
     shred_session(rt, sid, by="alice")
     with pytest.raises(Gone, match="deleted"):
         check_not_destroyed(rt.meta.get_session(sid))
+
+
+def test_two_shreds_at_once_both_end_with_the_same_tombstone(rt: Runtime) -> None:
+    for _ in range(3):
+        sid = sealed_session(rt, compressible(CHUNK))
+        barrier = threading.Barrier(2)
+
+        def shred(by: str, sid: str = sid, barrier: threading.Barrier = barrier) -> str:
+            barrier.wait()
+            return str(shred_session(rt, sid, by=by)["state"])
+
+        with ThreadPoolExecutor(2) as pool:
+            states = list(pool.map(shred, ["alice", "bob"]))
+        assert states == ["DESTROYED", "DESTROYED"]
+        doc = rt.meta.get_session(sid)
+        assert [h["trigger"] for h in doc["history"]].count("CLEANUP_COMPLETE") == 1
+        assert blobs_of(rt, sid) == []
