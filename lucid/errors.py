@@ -27,6 +27,34 @@ class NotFound(LucidError):
     code = "not_found"
 
 
+class Unauthorized(LucidError):
+    """No bearer token, or one that is expired, forged or malformed (says which)."""
+
+    code = "unauthorized"
+
+
+class Forbidden(LucidError):
+    """A valid token that lacks the scope the request needs."""
+
+    code = "forbidden"
+
+
+class Gone(LucidError):
+    """The session was crypto-shredded: its tombstone remains, its bytes do not."""
+
+    code = "gone"
+
+
+class TooManySessions(LucidError):
+    """MAX_CONCURRENT_SESSIONS sessions are already live; try again after `retry_after` s."""
+
+    code = "too_many_sessions"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Conflict(LucidError):
     """The request is valid but the session is in a state that does not allow it."""
 

@@ -4,6 +4,7 @@ Files in `key_dir` (PEM; private keys PKCS#8 unencrypted, mode 0600, dir 0700):
 
     recipient.key / recipient.pub   X25519: session keys are wrapped to this public key
     ledger.key    / ledger.pub      Ed25519: signs ledger entries
+    token.key     / token.pub       Ed25519: signs API bearer tokens (lucid.tokens)
 
 Each session has its own X25519 key pair. Its private half is wrapped to the recipient
 public key (ECIES: ephemeral X25519 -> HKDF-SHA256 -> AES-256-GCM, session id bound in
@@ -40,14 +41,17 @@ __all__ = [
     "load_ledger_verify_key",
     "load_recipient_private",
     "load_recipient_public",
+    "load_token_signing_key",
+    "load_token_verify_key",
     "new_session_key",
     "unwrap_session_key",
 ]
 
 RECIPIENT_KEY, RECIPIENT_PUB = "recipient.key", "recipient.pub"
 LEDGER_KEY, LEDGER_PUB = "ledger.key", "ledger.pub"
+TOKEN_KEY, TOKEN_PUB = "token.key", "token.pub"
 # recipient.pub is written last: ensure_keys treats it as "the set is complete".
-KEY_FILES = (LEDGER_KEY, LEDGER_PUB, RECIPIENT_KEY, RECIPIENT_PUB)
+KEY_FILES = (LEDGER_KEY, LEDGER_PUB, TOKEN_KEY, TOKEN_PUB, RECIPIENT_KEY, RECIPIENT_PUB)
 _WRAP_DOMAIN = b"lucid.session-key.v1\x00"
 _RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
 _WRAPPED_SIZE = 32 + 32 + 16  # ephemeral public || wrapped private || tag
@@ -116,6 +120,7 @@ def _init_locked(key_dir: Path, overwrite: bool) -> list[Path]:
     contents = {
         LEDGER_KEY: (_private_pem(ledger), 0o600),
         LEDGER_PUB: (_public_pem(ledger.public_key()), 0o644),
+        **_token_pair(),
         RECIPIENT_KEY: (_private_pem(recipient), 0o600),
         RECIPIENT_PUB: (_public_pem(recipient.public_key()), 0o644),
     }
@@ -126,21 +131,33 @@ def _init_locked(key_dir: Path, overwrite: bool) -> list[Path]:
     return paths
 
 
+def _token_pair() -> dict[str, tuple[bytes, int]]:
+    token = Ed25519PrivateKey.generate()
+    return {
+        TOKEN_KEY: (_private_pem(token), 0o600),
+        TOKEN_PUB: (_public_pem(token.public_key()), 0o644),
+    }
+
+
 def init_keys(key_dir: Path, *, overwrite: bool = False) -> list[Path]:
-    """Create the recipient and ledger key pairs; refuse to replace keys unless told."""
+    """Create the recipient, ledger and token key pairs; refuse to replace keys unless told."""
     _make_dir(key_dir)
     with _dir_lock(key_dir):
         return _init_locked(key_dir, overwrite)
 
 
 def ensure_keys(key_dir: Path) -> None:
-    """Create the keys if `recipient.pub` is missing, else do nothing."""
-    if (key_dir / RECIPIENT_PUB).exists():
+    """Create the keys if `recipient.pub` is missing (the token pair if only it is)."""
+    if (key_dir / RECIPIENT_PUB).exists() and (key_dir / TOKEN_PUB).exists():
         return
     _make_dir(key_dir)
     with _dir_lock(key_dir):
         if not (key_dir / RECIPIENT_PUB).exists():
             _init_locked(key_dir, overwrite=False)
+        elif not (key_dir / TOKEN_PUB).exists():  # a key dir from before tokens existed
+            for name, (data, mode) in _token_pair().items():  # token.pub last: "complete"
+                _write_atomic(key_dir / name, data, mode)
+            _fsync_dir(key_dir)
 
 
 def _read(key_dir: Path, name: str, *, secret: bool) -> bytes:
@@ -209,6 +226,22 @@ def load_ledger_verify_key(key_dir: Path) -> Ed25519PublicKey:
     """The Ed25519 public key that checks ledger signatures."""
     key: Ed25519PublicKey = _expect(
         _load_public(key_dir, LEDGER_PUB), Ed25519PublicKey, key_dir / LEDGER_PUB
+    )
+    return key
+
+
+def load_token_signing_key(key_dir: Path) -> Ed25519PrivateKey:
+    """The Ed25519 key that signs API bearer tokens (file must be 0600)."""
+    key: Ed25519PrivateKey = _expect(
+        _load_private(key_dir, TOKEN_KEY), Ed25519PrivateKey, key_dir / TOKEN_KEY
+    )
+    return key
+
+
+def load_token_verify_key(key_dir: Path) -> Ed25519PublicKey:
+    """The Ed25519 public key that checks API bearer tokens."""
+    key: Ed25519PublicKey = _expect(
+        _load_public(key_dir, TOKEN_PUB), Ed25519PublicKey, key_dir / TOKEN_PUB
     )
     return key
 

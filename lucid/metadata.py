@@ -98,6 +98,8 @@ class MetadataStore:
         """Create the unique indexes the store relies on (idempotent)."""
         self.sessions.create_index("session_id", unique=True)
         self.sessions.create_index([("created_at", -1)])
+        self.sessions.create_index([("state", 1), ("created_at", 1)])  # retention
+        self.sessions.create_index([("state", 1), ("updated_at", 1)])  # abandoned sessions
         self.chunks.create_index([("session_id", 1), ("index", 1)], unique=True)
         self.anchors.create_index("session_id", unique=True)
         # The reconciler's sweeps: work idle since a cutoff, per chunk stage / session state.
@@ -216,6 +218,93 @@ class MetadataStore:
         self.chunks.delete_many(query)
         self.anchors.delete_many(query)
         self.sessions.delete_many(query)
+
+    def begin_cleanup(
+        self, session_id: str, *, reason: str, set_fields: dict[str, Any] | None = None
+    ) -> Doc:
+        """Move the session to CLEANUP unless it is on legal hold, in one compare-and-set,
+        so a hold set concurrently either wins (Conflict here) or is refused itself.
+        Returns the session, which a concurrent cleanup may have taken further."""
+        fields = _check_fields(set_fields, _SESSION_OWNED)
+        seen = self.get_session(session_id)
+        current = SessionState(seen["state"])
+        if seen.get("legal_hold"):
+            raise Conflict(f"session {session_id} is on legal hold; clear the hold first")
+        if current is SessionState.CLEANUP:
+            return seen
+        step = Transition.now(current, Trigger.CLEANUP, reason)
+        doc = self.sessions.find_one_and_update(
+            {
+                "session_id": session_id,
+                "state": str(current),
+                "history": {"$size": len(seen["history"])},
+                "legal_hold": {"$ne": True},
+            },
+            {
+                "$set": {**fields, "state": str(step.to_state), "updated_at": _now()},
+                "$push": {"history": step.to_dict()},
+            },
+            projection=_NO_ID,
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            doc = self.get_session(session_id)
+            if doc.get("legal_hold"):
+                raise Conflict(f"session {session_id} is on legal hold; clear the hold first")
+            if doc["state"] not in (SessionState.CLEANUP, SessionState.DESTROYED):
+                raise Conflict(f"session {session_id} changed concurrently; reload and retry")
+        return doc  # a concurrent cleanup of the same session is as good as ours
+
+    def set_legal_hold(self, session_id: str, hold: bool, *, by: str) -> Doc:
+        """Set or clear the legal hold; Conflict once the session is being destroyed."""
+        ending = [str(SessionState.CLEANUP), str(SessionState.DESTROYED)]
+        doc = self.sessions.find_one_and_update(
+            {"session_id": _check_id(session_id), "state": {"$nin": ending}},
+            {"$set": {"legal_hold": bool(hold), "legal_hold_by": by, "legal_hold_at": _now()}},
+            projection=_NO_ID,
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            actual = self.get_session(session_id)["state"]  # raises NotFound if it is gone
+            raise Conflict(f"session {session_id} is {actual}: too late for a legal hold")
+        return doc
+
+    def find_sessions(
+        self,
+        states: list[SessionState],
+        *,
+        created_before: str | None = None,
+        updated_before: str | None = None,
+        tenant_in: list[str | None] | None = None,
+        tenant_not_in: list[str | None] | None = None,
+        exclude_held: bool = False,
+        limit: int = 0,
+    ) -> list[Doc]:
+        """Sessions in `states` matching the filters, oldest first (`None` in a tenant list
+        matches sessions without a tenant); only their ids, tenant, state and times."""
+        _check_page(limit, 0)
+        query: Doc = {"state": {"$in": [str(SessionState(s)) for s in states]}}
+        if created_before is not None:
+            query["created_at"] = {"$lt": created_before}
+        if updated_before is not None:
+            query["updated_at"] = {"$lt": updated_before}
+        if tenant_in is not None:
+            query["tenant"] = {"$in": tenant_in}
+        if tenant_not_in is not None:
+            query.setdefault("tenant", {})["$nin"] = tenant_not_in
+        if exclude_held:
+            query["legal_hold"] = {"$ne": True}
+        fields = {"session_id", "tenant", "state", "created_at", "updated_at", "legal_hold"}
+        cursor = self.sessions.find(query, {**_NO_ID, **dict.fromkeys(fields, True)})
+        sort = "updated_at" if updated_before is not None else "created_at"
+        return list(cursor.sort([(sort, 1), ("_id", 1)]).limit(limit))
+
+    def count_sessions(self, states: list[SessionState], tenant: str | None = None) -> int:
+        """How many sessions are in `states` (of one tenant, when given)."""
+        query: Doc = {"state": {"$in": [str(SessionState(s)) for s in states]}}
+        if tenant is not None:
+            query["tenant"] = tenant
+        return int(self.sessions.count_documents(query))
 
     def record_chunk(
         self,

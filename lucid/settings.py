@@ -7,7 +7,11 @@ fails at start-up with a ConfigError naming the variable, the value and what is 
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
+import re
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -17,9 +21,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lucid.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 STAGES: tuple[str, ...] = ("compress", "encrypt", "hash", "merkle", "anchor")
 COMPRESSION_LEVELS: dict[str, tuple[int, int]] = {"zstd": (1, 22), "gzip": (0, 9), "none": (0, 0)}
 MIB = 1024 * 1024
+# Read outside Settings (by the CLI), so not unknown even though no field has them.
+OTHER_KNOWN = frozenset({"LUCID_API_URL", "LUCID_TOKEN"})
+_TENANT_DAYS = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})=(\d+)$")
 
 
 class Settings(BaseSettings):
@@ -66,6 +75,29 @@ class Settings(BaseSettings):
     reconcile_after_s: float = Field(60.0, alias="RECONCILE_AFTER_S", gt=0, le=86400)
     reconcile_interval_s: float = Field(30.0, alias="RECONCILE_INTERVAL_S", gt=0, le=3600)
 
+    retention_days: int = Field(30, alias="RETENTION_DAYS", ge=1, le=36500)
+    retention_days_by_tenant: dict[str, int] = Field(
+        default_factory=dict, alias="RETENTION_DAYS_BY_TENANT"
+    )
+    abandoned_after_h: float = Field(24.0, alias="ABANDONED_AFTER_H", gt=0, le=24 * 365)
+    max_concurrent_sessions: int = Field(100, alias="MAX_CONCURRENT_SESSIONS", ge=1, le=1_000_000)
+
+    @field_validator("retention_days_by_tenant", mode="before")
+    @classmethod
+    def _parse_tenant_days(cls, value: object) -> object:
+        """Parse `acme=90,beta=7` into {"acme": 90, "beta": 7}; each value 1..36500 days."""
+        if not isinstance(value, str):
+            return value
+        parsed: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            match = _TENANT_DAYS.match(item)
+            if match is None or not 1 <= int(match[2]) <= 36500:
+                raise ValueError(f"expected tenant=days with days 1..36500, got {item!r}")
+            if match[1] in parsed:
+                raise ValueError(f"tenant {match[1]!r} is given twice")
+            parsed[match[1]] = int(match[2])
+        return parsed
+
     @field_validator("chunk_size_mb")
     @classmethod
     def _chunk_at_least_4k(cls, value: float) -> float:
@@ -98,6 +130,10 @@ class Settings(BaseSettings):
     def chunk_size(self) -> int:
         """Chunk size in bytes."""
         return int(self.chunk_size_mb * MIB)
+
+    def retention_days_for(self, tenant: str) -> int:
+        """How many days a tenant's sessions are kept (its override, else RETENTION_DAYS)."""
+        return self.retention_days_by_tenant.get(tenant, self.retention_days)
 
     @property
     def keys_path(self) -> Path:
@@ -134,10 +170,52 @@ def _alias_of(field: str) -> str:
     return (info.alias if info and info.alias else field.upper()) if field else "settings"
 
 
+def _known_names() -> frozenset[str]:
+    return frozenset(f.alias for f in Settings.model_fields.values() if f.alias) | OTHER_KNOWN
+
+
+def unknown_settings(environ: Mapping[str, str]) -> list[str]:
+    """Variables that look like Lucid settings but are not: `LUCID_*`, `*_WORKERS`, and
+    near-misses of a known name (MONGODB_URI for MONGODB_URL), sorted."""
+    known = _known_names()
+    suspects = []
+    for name in environ:
+        if name in known:
+            continue
+        if (
+            name.startswith("LUCID_")
+            or name.endswith("_WORKERS")
+            or difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+        ):
+            suspects.append(name)
+    return sorted(suspects)
+
+
+def describe_unknown(names: list[str]) -> str:
+    """One line naming each unknown variable, with the known name it is closest to."""
+    known = sorted(_known_names())
+    parts = []
+    for name in names:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        parts.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return "ignoring unknown settings: " + ", ".join(parts)
+
+
+_warned: set[frozenset[str]] = set()
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Read and validate settings from `environ` (default: the process environment)."""
+    """Read and validate settings from `environ` (default: the process environment).
+
+    Variables that look like Lucid's but are unknown are named in one warning (logged
+    once per process for the same set), instead of being silently ignored.
+    """
     env = dict(os.environ if environ is None else environ)
-    known = {f.alias for f in Settings.model_fields.values() if f.alias}
+    known = _known_names()
+    unknown = unknown_settings(env)
+    if unknown and frozenset(unknown) not in _warned:
+        _warned.add(frozenset(unknown))
+        log.warning(describe_unknown(unknown))
     values = {k: v for k, v in env.items() if k in known and v != ""}
     try:
         return Settings.model_validate(values)

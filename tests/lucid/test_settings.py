@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import re
+
 import pytest
 
 from lucid.errors import ConfigError
-from lucid.settings import MIB, load_settings
+from lucid.settings import MIB, load_settings, unknown_settings
 
 
 def test_defaults_match_the_seeds() -> None:
@@ -118,3 +121,73 @@ def test_compression_none_with_level_zero_is_accepted() -> None:
 
 def test_compression_none_alone_is_accepted() -> None:
     assert load_settings({"COMPRESSION_ALGORITHM": "none"}).compression_algorithm == "none"
+
+
+def test_end_of_life_defaults_match_the_issue() -> None:
+    s = load_settings({})
+    assert (s.retention_days, s.abandoned_after_h, s.max_concurrent_sessions) == (30, 24, 100)
+    assert s.retention_days_for("anyone") == 30
+
+
+def test_retention_has_per_tenant_overrides() -> None:
+    s = load_settings({"RETENTION_DAYS": "10", "RETENTION_DAYS_BY_TENANT": "acme=90, beta=7"})
+    assert s.retention_days_by_tenant == {"acme": 90, "beta": 7}
+    assert (s.retention_days_for("acme"), s.retention_days_for("beta")) == (90, 7)
+    assert s.retention_days_for("gamma") == 10
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"RETENTION_DAYS_BY_TENANT": "acme"}, "RETENTION_DAYS_BY_TENANT='acme'"),
+        ({"RETENTION_DAYS_BY_TENANT": "acme=0"}, "days 1..36500"),
+        ({"RETENTION_DAYS_BY_TENANT": "acme=1,acme=2"}, "given twice"),
+        ({"RETENTION_DAYS": "0"}, "RETENTION_DAYS='0'"),
+        ({"ABANDONED_AFTER_H": "-1"}, "ABANDONED_AFTER_H='-1'"),
+        ({"MAX_CONCURRENT_SESSIONS": "many"}, "MAX_CONCURRENT_SESSIONS='many'"),
+    ],
+)
+def test_bad_end_of_life_settings_name_variable_and_value(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_settings(env)
+
+
+def test_unknown_settings_names_lucid_lookalikes_only() -> None:
+    env = {
+        "PATH": "/bin",
+        "HOME": "/root",
+        "CELERY_BROKER_URL": "x",
+        "LUCID_DATA_DIR": "d",
+        "LUCID_TOKEN": "t",
+        "LUCID_API_URL": "u",
+        "HASH_WORKERS": "2",
+        "LUCID_DATADIR": "d",
+        "STORAGE_WORKERS": "2",
+        "MONGODB_URI": "mongodb://x",
+        "RETENTION_DAY": "3",
+    }
+    assert unknown_settings(env) == [
+        "LUCID_DATADIR",
+        "MONGODB_URI",
+        "RETENTION_DAY",
+        "STORAGE_WORKERS",
+    ]
+
+
+def test_load_settings_warns_once_naming_unknown_settings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    env = {"MONGODB_URI": "mongodb://x", "LUCID_SPEED": "fast"}
+    with caplog.at_level(logging.WARNING, logger="lucid.settings"):
+        load_settings(env)
+        load_settings(env)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "ignoring unknown settings: LUCID_SPEED, MONGODB_URI (did you mean MONGODB_URL?)"
+    ]
+
+
+def test_known_settings_alone_warn_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="lucid.settings"):
+        load_settings({"RETENTION_DAYS": "5", "COMPRESS_WORKERS": "2", "PATH": "/bin"})
+    assert not caplog.records
