@@ -12,9 +12,10 @@ Steps (each one safe to repeat, so a run cut short is finished by running it aga
    it names the key that was destroyed, and a stage task still in flight then fails on
    a missing blob instead of on a malformed session. The client's free-form `metadata`
    (file names, user names) is cleared too.
-3. Delete every blob under `sessions/{id}/` (raw plaintext, compressed, encrypted) and
-   the ingest staging folder (the partial chunk of a live upload is plaintext), holding
-   the session's ingest lock so an upload in progress finishes its commits first.
+3. Delete every blob under `sessions/{id}/`: raw plaintext, the part blobs of a live
+   upload's partial chunk, compressed, encrypted. No lock is needed: every ingest commit
+   is a compare-and-set that requires ACTIVE, so an upload still in flight loses its
+   commit and deletes the blob it just wrote; a second purge catches any straggler.
 4. CLEANUP_COMPLETE → DESTROYED with `destroyed_at` and `destroyed_by`.
 
 The tombstone keeps session id, tenant, merkle_root, tree_size, anchor and history, and
@@ -27,12 +28,9 @@ Downloads of a DESTROYED session answer Gone (410); see `check_not_destroyed`.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from lucid import layout
@@ -54,33 +52,9 @@ def check_not_destroyed(session: Mapping[str, Any]) -> None:
         )
 
 
-@contextlib.contextmanager
-def _ingest_lock(staging: Path) -> Iterator[None]:
-    # The same lock file as lucid.sessions' appends: an upload in progress holds it until
-    # its chunks are committed, so no raw blob lands after the purge below.
-    while True:
-        staging.mkdir(parents=True, exist_ok=True)
-        try:
-            lock = open(staging / ".lock", "a+b")  # noqa: SIM115 - closed below
-        except FileNotFoundError:  # a concurrent purge removed the folder: make it again
-            continue
-        break
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _purge(rt: Runtime, session_id: str) -> int:
-    """Delete the session's blobs and staging files; return how many blobs went."""
-    staging = rt.settings.data_dir / "staging" / layout.check_session_id(session_id)
-    with _ingest_lock(staging):
-        removed = rt.blobs.delete_prefix(f"sessions/{session_id}/")
-        # The lock file goes too: whoever waits on it finds the session no longer ACTIVE.
-        shutil.rmtree(staging, ignore_errors=True)
-    return removed
+    """Delete the session's blobs (plaintext included); return how many went."""
+    return rt.blobs.delete_prefix(f"sessions/{layout.check_session_id(session_id)}/")
 
 
 def shred_session(rt: Runtime, session_id: str, by: str) -> dict[str, Any]:
@@ -105,7 +79,9 @@ def shred_session(rt: Runtime, session_id: str, by: str) -> dict[str, Any]:
         # Conflict: a concurrent shred completed, and it destroyed the key before that.
         with contextlib.suppress(Conflict):
             rt.meta.update_session(
-                session_id, {"key": kept, "metadata": {}}, expect_state=SessionState.CLEANUP
+                session_id,
+                {"key": kept, "metadata": {}, "tail": None},
+                expect_state=SessionState.CLEANUP,
             )
     removed = _purge(rt, session_id)
     requested_by = doc.get("cleanup_by") or by

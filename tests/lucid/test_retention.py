@@ -121,7 +121,7 @@ def test_sweep_seals_abandoned_recordings_and_later_shreds_them(rt: Runtime) -> 
     active = sessions.create_session(rt, {})["session_id"]
     sessions.start(rt, active)
     data = compressible(CHUNK + 300)
-    sessions.append(rt, active, io.BytesIO(data), lambda s, i, f: None)
+    sessions.append(rt, active, io.BytesIO(data), lambda s, i, f: None, offset=0)
     paused = sessions.create_session(rt, {})["session_id"]
     sessions.start(rt, paused)
     sessions.pause(rt, paused)

@@ -100,21 +100,20 @@ def test_shredding_a_destroyed_session_purges_late_blobs_and_keeps_the_tombstone
     assert again == first
 
 
-def test_shredding_a_live_session_removes_its_plaintext_staging_file(rt: Runtime) -> None:
+def test_shredding_a_live_session_removes_its_plaintext_tail_parts(rt: Runtime) -> None:
     sid = sessions.create_session(rt, {"filename": "secret.rec"})["session_id"]
     sessions.start(rt, sid)
-    sessions.append(rt, sid, io.BytesIO(compressible(CHUNK + 500)), lambda s, i, f: None)
-    staging = rt.settings.data_dir / "staging" / sid
-    assert (staging / "current").stat().st_size == 500
-    assert blobs_of(rt, sid) == [f"sessions/{sid}/raw/00000000"]
+    sessions.append(rt, sid, io.BytesIO(compressible(CHUNK + 500)), lambda s, i, f: None, offset=0)
+    kinds = {key.split("/")[2] for key in blobs_of(rt, sid)}
+    assert kinds == {"raw", "parts"}  # the full chunk and the 500-byte tail, both plaintext
 
     tomb = shred_session(rt, sid, by="alice")
 
     assert tomb["state"] == SessionState.DESTROYED
-    assert not staging.exists()
+    assert tomb["tail"] is None
     assert blobs_of(rt, sid) == []
     with pytest.raises(Conflict):
-        sessions.append(rt, sid, io.BytesIO(b"more"), lambda s, i, f: None)
+        sessions.append(rt, sid, io.BytesIO(b"more"), lambda s, i, f: None, offset=CHUNK + 500)
 
 
 def test_a_created_session_is_shredded_too(rt: Runtime) -> None:
