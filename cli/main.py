@@ -91,6 +91,7 @@ def up(data_dir: Path, port: int, flower_port: int) -> None:
 
     stack = Stack(StackConfig(data_dir=data_dir, api_port=port, flower_port=flower_port or None))
     code = 1
+    stack.check()
     with stop_on_signals() as disarm:
         try:
             _say(f"starting the Lucid stack in {data_dir.resolve()} ...")
@@ -109,7 +110,8 @@ def up(data_dir: Path, port: int, flower_port: int) -> None:
             code = 0
         finally:
             disarm()
-            _say("stopping ...")
+            if stack.procs:
+                _say("stopping ...")
             stack.stop()
     sys.exit(code)
 

@@ -73,8 +73,7 @@ class Stack:
         data_dir = cfg.data_dir.resolve()
         logs = data_dir / "logs"
         env = {**os.environ, **cfg.extra_env, "LUCID_DATA_DIR": str(data_dir)}
-        settings = load_settings(env)  # fail fast on bad settings, before starting anything
-        self._check_ports()
+        settings = self.check(env)
         ensure_keys(settings.keys_path)
         try:
             if not env.get("REDIS_URL"):
@@ -100,8 +99,11 @@ class Stack:
             raise
         return self
 
-    def _check_ports(self) -> None:
+    def check(self, env: dict[str, str] | None = None) -> Settings:
+        """Fail on a bad setting or a taken port before anything is started."""
         cfg = self.config
+        env = env or {**os.environ, **cfg.extra_env, "LUCID_DATA_DIR": str(cfg.data_dir.resolve())}
+        settings = load_settings(env)
         if port_is_open(cfg.api_port, cfg.api_host):
             raise RuntimeError(
                 f"expected a free API port, got {cfg.api_port} taken; "
@@ -112,6 +114,7 @@ class Stack:
                 f"expected a free Flower port, got {cfg.flower_port} taken; "
                 "pass --flower-port (0: no Flower) or stop the other server"
             )
+        return settings
 
     def _api(self, env: dict[str, str], logs: Path) -> ManagedProcess:
         cfg = self.config
