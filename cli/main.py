@@ -47,7 +47,8 @@ def describe(exc: BaseException) -> str:
             where = f" at {exc.request.url.scheme}://{exc.request.url.netloc.decode()}"
         except RuntimeError:  # no request attached
             where = ""
-        return f"cannot reach the Lucid API{where} ({exc}); is the stack running? try `lucid up`"
+        reason = str(exc) or type(exc).__name__
+        return f"cannot reach the Lucid API{where} ({reason}); is the stack running? try `lucid up`"
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"{exc.strerror or exc}: {exc.filename}"
     lines = str(exc).strip().splitlines()

@@ -182,3 +182,15 @@ def test_workers_ride_out_redis_killed_mid_pipeline(mongodb_url: str, tmp_path: 
             assert [p.name for p in stack.procs if not p.alive()] == []
     finally:
         redis.stop()
+
+
+def test_demo_picks_a_free_port_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    env = {**_small_env(), "TMPDIR": str(tmp_path)}  # where its default data directory goes
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "demo", "--size-mb", "1"],
+        env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "All checks passed." in result.stdout
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("lucid-demo-*"))  # stack stopped, directory removed
