@@ -68,6 +68,13 @@ class Stack:
     def api_url(self) -> str:
         return f"http://{self.config.api_host}:{self.config.api_port}"
 
+    def flower_auth(self) -> tuple[str, str] | None:
+        """(user, password) for Flower's API, when this stack made the credentials."""
+        if self.flower_credentials is None:
+            return None
+        user, _, password = self.flower_credentials.read_text().strip().partition(":")
+        return user, password
+
     def start(self) -> Stack:
         cfg = self.config
         data_dir = cfg.data_dir.resolve()
