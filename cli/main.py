@@ -86,6 +86,8 @@ def up(data_dir: Path, port: int, flower_port: int) -> None:
     Starts redis-server and SecantusDB (unless REDIS_URL / MONGODB_URL are set), one
     Celery worker group per stage queue, Flower, and the API under gunicorn. A process
     that exits is restarted with backoff; SIGHUP, SIGINT and SIGTERM stop them all.
+    Flower's dashboard and API need the user:password in DATA_DIR/flower-credentials
+    (or FLOWER_BASIC_AUTH); its /metrics and /healthcheck stay open on loopback.
     """
     from cli.stack import ESSENTIAL, Stack, StackConfig
     from cli.supervisor import StopRequested, Supervisor, stop_on_signals
