@@ -17,6 +17,16 @@ broker_url = _settings.broker_url or _redis
 # Chords need the Redis result backend: other backends fall back to polling chord_unlock.
 result_backend = _redis
 broker_connection_retry_on_startup = True
+# A broker outage is waited out, never a reason to exit (the default gives up after 100
+# tries, and an exited group used to take `lucid up` down with it). Tasks running when
+# the connection drops are cancelled: their messages are unacked and come back, and the
+# stages converge, so a second copy running blind would only duplicate work.
+broker_connection_retry = True
+broker_connection_max_retries = None
+worker_cancel_long_running_tasks_on_connection_loss = True
+# Results (the chord's leaves) wait for Redis to come back instead of failing the task.
+result_backend_always_retry = True
+result_backend_max_sleep_between_retries_ms = 5000
 
 task_serializer = "json"
 result_serializer = "json"

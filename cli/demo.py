@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -10,7 +13,10 @@ import click
 
 from bench.corpus import write_corpus
 from cli.client import Client
+from cli.servers import free_port, port_is_open
 from cli.stack import Stack, StackConfig
+from cli.supervisor import StopRequested, stop_on_signals
+from lucid.settings import load_settings
 
 
 def _sha256(path: Path) -> str:
@@ -21,8 +27,40 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def run_demo(size_mb: int, data_dir: Path, port: int) -> int:
-    """Start the stack, submit, wait for the anchor, restore, verify; 0 when all held."""
+def run_demo(size_mb: int, data_dir: Path | None, port: int | None, *, keep: bool = False) -> int:
+    """Start the stack, submit, wait for the anchor, restore, verify; 0 when all held.
+
+    Settings and the port are checked before anything is generated or started. The data
+    directory goes afterwards unless `keep` (a directory that existed before keeps
+    everything but the sample)."""
+    if port is None:
+        port = free_port()
+    elif port_is_open(port):
+        raise RuntimeError(
+            f"expected a free port for the demo's API, got {port} taken; "
+            "pass another --port or leave it out to pick a free one"
+        )
+    where = data_dir or Path(tempfile.gettempdir()) / "lucid-demo"
+    load_settings({**os.environ, "LUCID_DATA_DIR": str(where.resolve())})
+    created = data_dir is None or not data_dir.exists()
+    if data_dir is None:
+        data_dir = Path(tempfile.mkdtemp(prefix="lucid-demo-"))
+    try:
+        with stop_on_signals():
+            return _narrate(size_mb, data_dir, port)
+    except StopRequested as stop:
+        click.echo(f"{stop} received; demo stopped", err=True)
+        return 1
+    finally:
+        if keep:
+            click.echo(f"   kept {data_dir.resolve()}")
+        elif created:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        else:
+            (data_dir / "sample-recording.bin").unlink(missing_ok=True)
+
+
+def _narrate(size_mb: int, data_dir: Path, port: int) -> int:
     say = click.echo
     data_dir.mkdir(parents=True, exist_ok=True)
     sample = data_dir / "sample-recording.bin"

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 from tqdm import tqdm
 
 from cli.client import ApiError, Client, default_api_url
@@ -28,7 +29,43 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _say(message: str) -> None:
+    """A line on stderr that never fails: after SIGHUP the terminal may be gone."""
+    with contextlib.suppress(OSError):
+        click.echo(message, err=True)
+
+
+# What an operator can cause or meet: the stack down, a bad id, a bad setting, a taken
+# port, an unwritable path. Anything else is a bug and keeps its traceback.
+EXPECTED = (ApiError, LucidError, httpx.HTTPError, OSError, RuntimeError)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an expected failure, saying what to do where there is something."""
+    if isinstance(exc, httpx.TransportError):
+        try:
+            where = f" at {exc.request.url.scheme}://{exc.request.url.netloc.decode()}"
+        except RuntimeError:  # no request attached
+            where = ""
+        reason = str(exc) or type(exc).__name__
+        return f"cannot reach the Lucid API{where} ({reason}); is the stack running? try `lucid up`"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or exc}: {exc.filename}"
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+class LucidGroup(click.Group):
+    """Every command's expected failures end as one `error:` line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EXPECTED as exc:
+            _fail(describe(exc))
+
+
+@click.group(cls=LucidGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="lucid-sessions")
 def cli() -> None:
     """Lucid: tamper-evident, encrypted storage for recorded remote-desktop sessions.
@@ -47,39 +84,39 @@ def up(data_dir: Path, port: int, flower_port: int) -> None:
     """Start the whole embedded stack in the foreground; Ctrl-C stops everything.
 
     Starts redis-server and SecantusDB (unless REDIS_URL / MONGODB_URL are set), one
-    Celery worker group per stage queue, Flower, and the API under gunicorn.
+    Celery worker group per stage queue, Flower, and the API under gunicorn. A process
+    that exits is restarted with backoff; SIGHUP, SIGINT and SIGTERM stop them all.
+    Flower's dashboard and API need the user:password in DATA_DIR/flower-credentials
+    (or FLOWER_BASIC_AUTH); its /metrics and /healthcheck stay open on loopback.
     """
-    from cli.stack import Stack, StackConfig
+    from cli.stack import ESSENTIAL, Stack, StackConfig
+    from cli.supervisor import StopRequested, Supervisor, stop_on_signals
 
     stack = Stack(StackConfig(data_dir=data_dir, api_port=port, flower_port=flower_port or None))
-    stopping = False
-
-    def _stop(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    click.echo(f"starting the Lucid stack in {data_dir.resolve()} ...", err=True)
-    try:
-        stack.start()
-    except (RuntimeError, LucidError) as exc:
-        _fail(str(exc))
-    for name, url in stack.urls.items():
-        click.echo(f"  {name:8s} {url}")
-    click.echo(f"  logs     {data_dir.resolve() / 'logs'}")
-    click.echo("ready — Ctrl-C to stop", err=True)
-    try:
-        while not stopping:
-            dead = [p for p in stack.procs if not p.alive()]
-            if dead:
-                click.echo(f"{dead[0].name} exited:\n{dead[0].tail()}", err=True)
-                break
-            time.sleep(0.5)
-    finally:
-        click.echo("stopping ...", err=True)
-        stack.stop()
-    sys.exit(0 if stopping else 1)
+    code = 1
+    stack.check()
+    with stop_on_signals() as disarm:
+        try:
+            _say(f"starting the Lucid stack in {data_dir.resolve()} ...")
+            stack.start()
+            for name, url in stack.urls.items():
+                click.echo(f"  {name:8s} {url}")
+            if stack.flower_credentials:
+                click.echo(f"  flower   user:password in {stack.flower_credentials}")
+            click.echo(f"  logs     {data_dir.resolve() / 'logs'}")
+            _say("ready — Ctrl-C to stop")
+            supervisor = Supervisor(stack.procs, _say, essential=ESSENTIAL)
+            while supervisor.poll() is None:
+                time.sleep(0.5)
+        except StopRequested as stop:
+            _say(f"{stop} received")
+            code = 0
+        finally:
+            disarm()
+            if stack.procs:
+                _say("stopping ...")
+            stack.stop()
+    sys.exit(code)
 
 
 @cli.command()
@@ -91,24 +128,47 @@ def up(data_dir: Path, port: int, flower_port: int) -> None:
     help="Only these stages (repeatable).",
 )
 def workers(stages: tuple[str, ...]) -> None:
-    """Run one worker group per stage queue in the foreground (uses REDIS_URL, MONGODB_URL)."""
-    from cli.servers import spawn
+    """Run one worker group per stage queue in the foreground (needs REDIS_URL or
+    BROKER_URL, and MONGODB_URL). A group that exits is restarted with backoff."""
+    from cli.servers import ManagedProcess, spawn
+    from cli.supervisor import StopRequested, Supervisor, stop_on_signals
     from lucid.settings import load_settings
     from workers.profiles import worker_argv, worker_groups
 
     settings = load_settings()
-    procs = []
-    for group in worker_groups(settings, stages or None):
-        click.echo(f"{group.stage}: {group.concurrency} processes", err=True)
-        procs.append(spawn(f"worker-{group.stage}", worker_argv(group), settings.data_dir / "logs"))
-    try:
-        while all(p.alive() for p in procs):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for p in procs:
-            p.stop()
+    missing = [
+        name
+        for name, value in (
+            ("REDIS_URL or BROKER_URL", settings.redis_url or settings.broker_url),
+            ("MONGODB_URL", settings.mongodb_url),
+        )
+        if not value
+    ]
+    if missing:
+        _fail(
+            f"expected {' and '.join(missing)} in the environment, got none; "
+            "`lucid workers` joins an existing stack (`lucid up` runs a whole one)"
+        )
+    logs = settings.data_dir / "logs"
+    procs: list[ManagedProcess] = []
+    code = 1
+    with stop_on_signals() as disarm:
+        try:
+            for group in worker_groups(settings, stages or None):
+                name = f"worker-{group.stage}"
+                _say(f"{group.stage}: {group.concurrency} processes, log {logs / name}.log")
+                procs.append(spawn(name, worker_argv(group), logs))
+            supervisor = Supervisor(procs, _say)
+            while supervisor.poll() is None and not supervisor.all_given_up():
+                time.sleep(0.5)
+        except StopRequested as stop:
+            _say(f"{stop} received")
+            code = 0
+        finally:
+            disarm()
+            for p in procs:
+                p.stop()
+    sys.exit(code)
 
 
 @cli.group()
@@ -222,6 +282,10 @@ def status(session_id: str, as_json: bool, api_url: str) -> None:
 @API_OPTION
 def get(session_id: str, output: Path, api_url: str) -> None:
     """Download a recording; exits 0 only when every chunk verified against the root."""
+    folder = output.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        state = "not writable" if folder.is_dir() else "no such directory"
+        _fail(f"expected a writable directory for {output}, got {folder}: {state}")
     client = Client(api_url)
     try:
         size = client.status(session_id).get("bytes_received") or 0
@@ -255,15 +319,19 @@ def verify(session_id: str, as_json: bool, api_url: str) -> None:
     "--size-mb", default=64, show_default=True, help="Size of the generated sample recording."
 )
 @click.option(
-    "--data-dir", type=click.Path(path_type=Path), default=Path("lucid-data"), show_default=True
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the demo keeps its stack and files. Default: a fresh temporary directory.",
 )
-@click.option("--port", default=8087, show_default=True)
-def demo(size_mb: int, data_dir: Path, port: int) -> None:
+@click.option("--port", type=int, default=None, help="API port. Default: a free one.")
+@click.option("--keep", is_flag=True, help="Keep the data directory (default: removed).")
+def demo(size_mb: int, data_dir: Path | None, port: int | None, keep: bool) -> None:
     """The main job end to end: start the stack, push a sample session through, show it
-    anchored, restore it byte for byte and verify it; then stop the stack."""
+    anchored, restore it byte for byte and verify it; then stop the stack and clean up."""
     from cli.demo import run_demo
 
-    sys.exit(run_demo(size_mb, data_dir, port))
+    sys.exit(run_demo(size_mb, data_dir, port, keep=keep))
 
 
 def _login_name() -> str:

@@ -7,6 +7,7 @@ start-up code a newcomer runs.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -53,12 +55,14 @@ def redis_server_binary() -> str:
 
 @dataclass
 class ManagedProcess:
-    """A child process we started and must stop."""
+    """A child process we started and must stop (and may start again: `respawn`)."""
 
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
+    argv: list[str] = field(default_factory=list, repr=False)
+    env: dict[str, str] | None = field(default=None, repr=False)
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -77,16 +81,50 @@ class ManagedProcess:
         if self._log is not None:
             self._log.close()
 
+    def respawn(self) -> ManagedProcess:
+        """The same command started again, logging to the same file (after `stop`)."""
+        if self.log_path is None:
+            raise RuntimeError(f"{self.name} has no log directory to restart into")
+        self.stop(timeout=5)
+        return spawn(self.name, self.argv, self.log_path.parent, self.env)
+
     def tail(self, lines: int = 30) -> str:
         if self.log_path is None or not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+_PR_SET_PDEATHSIG = 1
+# Resolved here, not in the forked child: loading a library between fork and exec can
+# deadlock when the parent has threads.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _die_with(parent_pid: int) -> Callable[[], None]:
+    """A preexec_fn: the child gets SIGTERM when the process that spawned it dies.
+
+    Each child runs in its own session (so a terminal's Ctrl-C reaches only `lucid up`,
+    which stops them in order); without this, a parent killed outright (SIGKILL, OOM)
+    would leave them running and holding their ports. Linux only; elsewhere a no-op.
+    The signal follows the death of the spawning *thread*: spawn from the main thread.
+    """
+
+    def preexec() -> None:
+        if _LIBC is None:
+            return
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
 def spawn(
     name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None
 ) -> ManagedProcess:
-    """Start `argv` in its own process group with stdout+stderr in log_dir/name.log."""
+    """Start `argv` in its own process group with stdout+stderr in log_dir/name.log.
+
+    The child stops itself (SIGTERM) when this process dies, however it dies."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     log = open(log_path, "ab")  # noqa: SIM115 - closed by ManagedProcess.stop
@@ -97,8 +135,9 @@ def spawn(
         stdin=subprocess.DEVNULL,
         env=env,
         start_new_session=True,
+        preexec_fn=_die_with(os.getpid()),
     )
-    return ManagedProcess(name, popen, log_path, log)
+    return ManagedProcess(name, popen, log_path, log, list(argv), env)
 
 
 def wait_for_port(proc: ManagedProcess, port: int, timeout: float = 30.0) -> None:
@@ -108,9 +147,14 @@ def wait_for_port(proc: ManagedProcess, port: int, timeout: float = 30.0) -> Non
         if port_is_open(port):
             return
         if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited early:\n{proc.tail()}")
+            raise RuntimeError(
+                f"{proc.name} exited early (code {proc.popen.returncode}); see {proc.log_path}"
+                f"\n{proc.tail()}"
+            )
         time.sleep(0.05)
-    raise RuntimeError(f"{proc.name} did not open port {port} in {timeout}s:\n{proc.tail()}")
+    raise RuntimeError(
+        f"{proc.name} did not open port {port} in {timeout}s; see {proc.log_path}\n{proc.tail()}"
+    )
 
 
 def start_redis(

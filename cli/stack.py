@@ -4,6 +4,7 @@ queue, Flower and the API under gunicorn, all stopped together."""
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -18,7 +19,25 @@ from lucid.keys import ensure_keys
 from lucid.settings import STAGES, Settings, load_settings
 from workers.profiles import beat_argv, worker_argv, worker_groups
 
-__all__ = ["Stack", "StackConfig"]
+__all__ = ["ESSENTIAL", "Stack", "StackConfig", "flower_credentials"]
+
+# Without these nothing can make progress: `lucid up` stops if one of them keeps dying.
+ESSENTIAL = frozenset({"redis", "secantus", "api"})
+FLOWER_USER = "lucid"
+
+
+def flower_credentials(data_dir: Path) -> Path:
+    """DATA_DIR/flower-credentials ("lucid:<random password>", mode 0600), made once.
+
+    Flower's API can shut workers down and revoke tasks, so even on loopback it sits
+    behind basic auth; `lucid up` prints where the password is, never the password."""
+    path = data_dir / "flower-credentials"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{FLOWER_USER}:{secrets.token_urlsafe(24)}\n")
+    return path
 
 
 @dataclass
@@ -43,17 +62,25 @@ class Stack:
         self.env: dict[str, str] = {}
         self.urls: dict[str, str] = {}
         self._control: Any = None
+        self.flower_credentials: Path | None = None
 
     @property
     def api_url(self) -> str:
         return f"http://{self.config.api_host}:{self.config.api_port}"
+
+    def flower_auth(self) -> tuple[str, str] | None:
+        """(user, password) for Flower's API, when this stack made the credentials."""
+        if self.flower_credentials is None:
+            return None
+        user, _, password = self.flower_credentials.read_text().strip().partition(":")
+        return user, password
 
     def start(self) -> Stack:
         cfg = self.config
         data_dir = cfg.data_dir.resolve()
         logs = data_dir / "logs"
         env = {**os.environ, **cfg.extra_env, "LUCID_DATA_DIR": str(data_dir)}
-        settings = load_settings(env)  # fail fast on bad settings, before starting anything
+        settings = self.check(env)
         ensure_keys(settings.keys_path)
         try:
             if not env.get("REDIS_URL"):
@@ -80,12 +107,25 @@ class Stack:
             raise
         return self
 
-    def _api(self, env: dict[str, str], logs: Path) -> ManagedProcess:
+    def check(self, env: dict[str, str] | None = None) -> Settings:
+        """Fail on a bad setting or a taken port before anything is started."""
         cfg = self.config
+        env = env or {**os.environ, **cfg.extra_env, "LUCID_DATA_DIR": str(cfg.data_dir.resolve())}
+        settings = load_settings(env)
         if port_is_open(cfg.api_port, cfg.api_host):
             raise RuntimeError(
-                f"port {cfg.api_port} is taken; pass --port or stop the other server"
+                f"expected a free API port, got {cfg.api_port} taken; "
+                "pass --port or stop the other server"
             )
+        if cfg.flower_port and port_is_open(cfg.flower_port):
+            raise RuntimeError(
+                f"expected a free Flower port, got {cfg.flower_port} taken; "
+                "pass --flower-port (0: no Flower) or stop the other server"
+            )
+        return settings
+
+    def _api(self, env: dict[str, str], logs: Path) -> ManagedProcess:
+        cfg = self.config
         argv = [
             sys.executable, "-m", "gunicorn", "api.wsgi:app",
             "--bind", f"{cfg.api_host}:{cfg.api_port}",
@@ -108,8 +148,13 @@ class Stack:
             f"--port={port}", "--address=127.0.0.1",
             f"--db={self.config.data_dir.resolve() / 'flower.db'}", "--persistent=False",
         ]  # fmt: skip
-        # Bound to loopback only; the embedded default lets local tools read Flower's API.
-        return spawn("flower", argv, logs, {**env, "FLOWER_UNAUTHENTICATED_API": "true"})
+        # Flower's API is a remote control (shut a worker down, revoke, pool resize): behind
+        # basic auth even on loopback. /metrics and /healthcheck stay open (read-only).
+        flower_env = {k: v for k, v in env.items() if k != "FLOWER_UNAUTHENTICATED_API"}
+        if not flower_env.get("FLOWER_BASIC_AUTH"):
+            self.flower_credentials = flower_credentials(self.config.data_dir.resolve())
+            flower_env["FLOWER_BASIC_AUTH"] = self.flower_credentials.read_text().strip()
+        return spawn("flower", argv, logs, flower_env)
 
     def _wait_ready(self, settings: Settings, timeout: float = 90.0) -> None:
         """Wait until the API is healthy and every stage queue has a worker answering."""
@@ -118,7 +163,11 @@ class Stack:
         while time.monotonic() < deadline:
             dead = [p for p in self.procs if not p.alive()]
             if dead:
-                raise RuntimeError(f"{dead[0].name} exited during start-up:\n{dead[0].tail()}")
+                last = dead[0].tail(1).strip()[:200]
+                raise RuntimeError(
+                    f"{dead[0].name} exited during start-up (code {dead[0].popen.returncode}"
+                    f"{', last log line: ' + repr(last) if last else ''}); see {dead[0].log_path}"
+                )
             try:
                 healthy = httpx.get(self.api_url + "/health", timeout=2).status_code == 200
             except httpx.HTTPError:

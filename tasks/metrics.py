@@ -4,18 +4,37 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis.exceptions
+from celery.utils.log import get_logger
+
 from lucid.settings import STAGES
+
+log = get_logger(__name__)
+
+# Redis being away (killed, restarting, a network blip): the kinds of errors a counter
+# update may meet that say nothing about the task it measures.
+REDIS_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+)
 
 SECONDS_KEY = "lucid:stage_seconds"
 COUNT_KEY = "lucid:stage_tasks"
 
 
 def record_stage_time(app: Any, stage: str, seconds: float) -> None:
-    """Add one finished task of `stage` and its duration to the shared counters."""
-    pipe = app.backend.client.pipeline(transaction=False)
-    pipe.hincrbyfloat(SECONDS_KEY, stage, seconds)
-    pipe.hincrby(COUNT_KEY, stage, 1)
-    pipe.execute()
+    """Add one finished task of `stage` and its duration to the shared counters.
+
+    The counters are a measurement, not part of the work: with Redis away the sample is
+    dropped (and logged) rather than failing a task that already did its job."""
+    try:
+        pipe = app.backend.client.pipeline(transaction=False)
+        pipe.hincrbyfloat(SECONDS_KEY, stage, seconds)
+        pipe.hincrby(COUNT_KEY, stage, 1)
+        pipe.execute()
+    except REDIS_UNAVAILABLE as exc:
+        log.warning("event=stage_time_dropped stage=%s error=%r", stage, exc)
 
 
 def stage_stats(app: Any) -> dict[str, dict[str, float]]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import kombu.exceptions
 import pymongo.errors
 from celery import Task
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject
 from celery.utils.log import get_task_logger
 
 from lucid import stages
@@ -26,7 +27,7 @@ from lucid.errors import (
 from lucid.runtime import get_runtime
 from lucid.states import SessionState, Trigger
 from tasks.app import app
-from tasks.metrics import record_stage_time
+from tasks.metrics import REDIS_UNAVAILABLE, record_stage_time
 
 log = get_task_logger(__name__)
 
@@ -37,7 +38,12 @@ TRANSIENT = (
     pymongo.errors.ServerSelectionTimeoutError,
     ConnectionError,
     TimeoutError,
+    *REDIS_UNAVAILABLE,
+    kombu.exceptions.OperationalError,
 )
+# Failures of the broker/result store itself: the session did nothing wrong, and its
+# unacked message comes back once Redis does (see on_failure).
+BROKER_UNAVAILABLE = (*REDIS_UNAVAILABLE, kombu.exceptions.OperationalError)
 
 
 class RedeliveryCapExceeded(LucidError):
@@ -62,7 +68,13 @@ class StageTask(Task):  # type: ignore[misc]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self._check_redelivery_cap()
         started = time.perf_counter()
-        result = super().__call__(*args, **kwargs)
+        try:
+            result = super().__call__(*args, **kwargs)
+        except BROKER_UNAVAILABLE as exc:
+            # Redis went away under the task (even its retry could not be published):
+            # hand the message back rather than fail the session; the reject reaches
+            # Redis once it is back, or the message stays unacked and is restored.
+            raise Reject(exc, requeue=True) from exc
         elapsed = time.perf_counter() - started
         record_stage_time(self.app, self.stage, elapsed)
         log.info(
@@ -75,10 +87,16 @@ class StageTask(Task):  # type: ignore[misc]
     def _check_redelivery_cap(self) -> None:
         settings = get_runtime().settings
         key = f"lucid:deliveries:{self.request.id}"
-        pipe = self.app.backend.client.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, settings.visibility_timeout_s * 4)
-        seen = int(pipe.execute()[0])
+        try:
+            pipe = self.app.backend.client.pipeline(transaction=False)
+            pipe.incr(key)
+            pipe.expire(key, settings.visibility_timeout_s * 4)
+            seen = int(pipe.execute()[0])
+        except REDIS_UNAVAILABLE as exc:
+            # The cap guards against poison messages; it cannot count while Redis is away,
+            # and a poison message still meets it on its next delivery. Run this one.
+            log.warning("event=redelivery_uncounted task_id=%s error=%r", self.request.id, exc)
+            return
         allowed = settings.task_max_retries + settings.redelivery_cap + 1
         if seen > allowed:
             raise RedeliveryCapExceeded(f"delivered {seen} times, cap is {allowed}")
@@ -88,6 +106,15 @@ class StageTask(Task):  # type: ignore[misc]
     ) -> None:
         session_id = _session_of(args, kwargs)
         reason = f"{self.stage} failed: {type(exc).__name__}: {exc}"
+        if isinstance(exc, BROKER_UNAVAILABLE):
+            # Redis went away after the body (storing the result, publishing the next
+            # link): not the session's fault, so it is not failed; the message comes
+            # back unless its ack reached Redis (then POST .../recover resumes the session).
+            log.warning(
+                "event=task_broker_lost stage=%s task_id=%s session_id=%s reason=%r",
+                self.stage, task_id, session_id, reason,
+            )  # fmt: skip
+            return
         log.error(
             "event=task_failed stage=%s task_id=%s task_name=%s session_id=%s reason=%r",
             self.stage, task_id, self.name, session_id, reason,

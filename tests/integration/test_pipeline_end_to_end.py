@@ -130,7 +130,9 @@ def test_zero_byte_recording_is_a_valid_one_chunk_session(client: Client, tmp_pa
 
 
 def test_flower_shows_a_worker_for_every_stage_queue(stack) -> None:  # type: ignore[no-untyped-def]
-    response = httpx.get(stack.urls["flower"] + "/api/workers?refresh=1", timeout=30)
+    response = httpx.get(
+        stack.urls["flower"] + "/api/workers?refresh=1", auth=stack.flower_auth(), timeout=30
+    )
     assert response.status_code == 200
     queues = {q["name"] for w in response.json().values() for q in w.get("active_queues", [])}
     assert {"compress", "encrypt", "hash", "merkle", "anchor"} <= queues
@@ -144,7 +146,10 @@ def test_flower_turns_task_events_on_and_sees_the_pipeline_tasks(  # type: ignor
     while time.monotonic() < deadline:
         _submit(client, tmp_path, _recording(CHUNK + 1, seed=9))
         tasks = httpx.get(
-            stack.urls["flower"] + "/api/tasks", params={"taskname": "lucid.compress"}, timeout=30
+            stack.urls["flower"] + "/api/tasks",
+            params={"taskname": "lucid.compress"},
+            auth=stack.flower_auth(),
+            timeout=30,
         ).json()
         if tasks:
             return
