@@ -227,7 +227,18 @@ def seal_session(rt: Runtime, session_id: str, results: list[LeafRef]) -> str:
             return merkle_root
         raise
     log.info("sealed session_id=%s chunks=%d root=%s", session_id, count, merkle_root)
+    _drop_plaintext_leftovers(rt, session_id)
     return merkle_root
+
+
+def _drop_plaintext_leftovers(rt: Runtime, session_id: str) -> None:
+    """Once sealed, every committed chunk is hashed and its plaintext already gone; what is
+    left under raw/, parts/ and zst/ was written by requests that lost a race or died
+    before their commit (or by a duplicate stage): plaintext that must not stay at rest."""
+    for folder in ("raw", "parts", "zst"):
+        removed = rt.blobs.delete_prefix(f"sessions/{session_id}/{folder}/")
+        if removed:
+            log.info("dropped session_id=%s leftovers=%s blobs=%d", session_id, folder, removed)
 
 
 def anchor_session(rt: Runtime, session_id: str) -> dict[str, Any]:

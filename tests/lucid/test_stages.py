@@ -173,6 +173,17 @@ def test_seal_twice_returns_the_committed_root(rt: Runtime) -> None:
     assert session["history"] == history
 
 
+def test_the_seal_drops_plaintext_left_by_requests_that_never_committed(rt: Runtime) -> None:
+    sid, _ = record(rt, DATA)
+    leaves = push_chunks(rt, sid)
+    orphans = [f"sessions/{sid}/raw/00000001-lost", f"sessions/{sid}/parts/00000003-0-lost"]
+    for key in orphans:
+        rt.blobs.put(key, b"plaintext of a request that died before its commit")
+    stages.seal_session(rt, sid, leaves)
+    left = list(rt.blobs.keys(f"sessions/{sid}/"))
+    assert left and all("/enc/" in key for key in left), left
+
+
 @pytest.mark.parametrize("then", [[Trigger.ERROR], [Trigger.ERROR, Trigger.RECOVER]])
 def test_a_seal_that_arrives_after_an_error_is_stale_and_commits_nothing(
     rt: Runtime, then: list[Trigger]
