@@ -10,9 +10,9 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from api import runtime
+from api import runtime, validation
 from lucid import sessions
-from lucid.errors import InvalidInput, TooLarge
+from lucid.errors import TooLarge
 from lucid.layout import check_session_id
 from tasks.canvas import enqueue_chunk, enqueue_seal
 
@@ -50,25 +50,15 @@ def _limit() -> int | None:
 
 @bp.post("")
 def create() -> ResponseReturnValue:
-    payload = request.get_json(silent=True) if request.data else {}
-    if payload is None or not isinstance(payload, dict):
-        raise InvalidInput('body must be a JSON object, e.g. {"metadata": {...}}')
-    metadata = payload.get("metadata", {})
-    if not isinstance(metadata, dict) or len(str(metadata)) > 8192:
-        raise InvalidInput("metadata must be a JSON object of at most 8 KiB")
+    metadata = validation.metadata(validation.json_object(request).get("metadata", {}))
     doc = sessions.create_session(runtime(), metadata)
     return jsonify(public(doc)), 201
 
 
 @bp.get("")
 def list_sessions() -> ResponseReturnValue:
-    try:
-        limit = int(request.args.get("limit", 50))
-        skip = int(request.args.get("skip", 0))
-    except ValueError:
-        raise InvalidInput("limit and skip must be integers") from None
-    if not (1 <= limit <= 1000 and skip >= 0):
-        raise InvalidInput("limit must be 1..1000 and skip >= 0")
+    limit = validation.decimal("limit", request.args.get("limit"), 50, 1, 1000)
+    skip = validation.decimal("skip", request.args.get("skip"), 0, 0, 2**31 - 1)
     docs = runtime().meta.list_sessions(limit=limit, skip=skip, state=request.args.get("state"))
     return jsonify({"sessions": [public(d) for d in docs], "limit": limit, "skip": skip})
 
