@@ -18,7 +18,7 @@ from lucid.settings import load_settings
 
 
 def start_api(
-    data_dir: Path, env: dict[str, str], timeout: float = 60.0
+    data_dir: Path, env: dict[str, str], timeout: float = 60.0, logs: Path | None = None
 ) -> tuple[ManagedProcess, str]:
     """gunicorn api.wsgi:app on a free port with `env`; returns once it answers HTTP."""
     port = free_port()
@@ -30,7 +30,7 @@ def start_api(
         "--workers", "1", "--worker-class", "gthread", "--threads", "8",
         "--timeout", "120", "--graceful-timeout", "5",
     ]  # fmt: skip
-    proc = spawn("api", argv, data_dir / "logs", full_env)
+    proc = spawn("api", argv, logs or data_dir / "logs", full_env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -46,9 +46,9 @@ def start_api(
 
 
 @contextmanager
-def running_api(data_dir: Path, env: dict[str, str]) -> Iterator[str]:
+def running_api(data_dir: Path, env: dict[str, str], logs: Path | None = None) -> Iterator[str]:
     """The URL of an API that lives as long as the `with` block."""
-    proc, url = start_api(data_dir, env)
+    proc, url = start_api(data_dir, env, logs=logs)
     try:
         yield url
     finally:
