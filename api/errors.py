@@ -19,6 +19,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from lucid import errors
+from lucid.redaction import redact_paths
 
 # Ordered: the first matching class wins (subclasses before their bases).
 STATUS: tuple[tuple[type[errors.LucidError], int], ...] = (
@@ -79,7 +80,7 @@ def render(exc: errors.LucidError) -> ResponseReturnValue:
         extra = {"dependency": exc.dependency}
     status = status_for(exc)
     headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else {}
-    return jsonify(body(exc.code, str(exc), **extra)), status, headers
+    return jsonify(body(exc.code, redact_paths(str(exc)), **extra)), status, headers
 
 
 def register(app: Flask) -> None:
