@@ -125,6 +125,9 @@ def test_upload_while_broker_hangs_is_503_naming_the_broker(
         assert elapsed < 15.0
         _unavailable(response, "broker")
     _wait_healthy(http)
+    sid = http.post("/api/v1/sessions", json={}).json()["session_id"]
+    response = http.put(f"/api/v1/sessions/{sid}/recording", content=os.urandom(100_000))
+    assert response.status_code == 202, response.text
 
 
 def test_requests_while_metadata_store_hangs_are_503_naming_it(
@@ -160,6 +163,10 @@ def test_requests_while_redis_is_down_are_503_and_health_says_so(
     finally:
         deps["redis"], _ = start_redis(deps["root"] / "redis", port=port)
     _wait_healthy(http)
+    # The API reconnects on its own: the next upload is enqueued.
+    sid = http.post("/api/v1/sessions", json={}).json()["session_id"]
+    response = http.put(f"/api/v1/sessions/{sid}/recording", content=os.urandom(100_000))
+    assert response.status_code == 202, response.text
 
 
 def test_requests_while_metadata_store_is_down_are_503(
