@@ -14,7 +14,7 @@ from typing import Any
 import kombu.exceptions
 import pymongo.errors
 import redis.exceptions
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -62,7 +62,9 @@ def dependency_error(exc: BaseException) -> errors.LucidError | None:
     """The Lucid error a dependency's exception stands for, or None if it is not one."""
     for classes, name in DEPENDENCIES:
         if isinstance(exc, classes):
-            return errors.DependencyUnavailable(name, f"{type(exc).__name__}: {exc}")
+            # The cause comes first; pymongo appends its whole topology description.
+            cause = str(exc).split(", Topology Description:")[0][:300]
+            return errors.DependencyUnavailable(name, f"{type(exc).__name__}: {cause}")
     if isinstance(exc, OSError) and exc.errno in DISK_FULL:
         return errors.InsufficientStorage(
             f"insufficient storage: disk full ({errno.errorcode[exc.errno]}); "
@@ -90,6 +92,9 @@ def register(app: Flask) -> None:
         mapped = dependency_error(exc)
         if mapped is None:
             raise exc  # not a dependency failure: a 500 with its traceback in the log
+        app.logger.warning(
+            "event=dependency_failed path=%s error=%r", request.path, exc, exc_info=exc
+        )
         return render(mapped)
 
     for classes, _ in DEPENDENCIES:

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from api import runtime
+from api.errors import RETRY_AFTER_S
 from lucid.errors import DependencyUnavailable
 from tasks.app import app as celery_app
 from tasks.metrics import stage_stats
@@ -97,7 +98,7 @@ def health() -> ResponseReturnValue:
     )
     checks = {name: _describe(result, timeout_s) for name, result in results.items()}
     ok = all(v == "ok" for v in checks.values())
-    headers = {} if ok else {"Retry-After": "5"}
+    headers = {} if ok else {"Retry-After": str(RETRY_AFTER_S)}
     return (
         jsonify({"status": "ok" if ok else "degraded", "checks": checks}),
         200 if ok else 503,
