@@ -59,7 +59,15 @@ worker_prefetch_multiplier = 1
 task_soft_time_limit = _settings.task_soft_time_limit_s
 task_time_limit = _settings.task_time_limit_s
 # Redis counts the visibility timeout from fetch, so it must exceed the hard time limit.
-broker_transport_options = {"visibility_timeout": _settings.visibility_timeout_s}
+broker_transport_options: dict[str, float] = {"visibility_timeout": _settings.visibility_timeout_s}
+# Bounded I/O: a hung Redis or broker fails a call in BROKER_TIMEOUT_SECONDS instead of
+# holding it (kombu waits forever by default), and a publish gives up after one retry, so
+# an enqueue in a request answers 503 in seconds.
+_io_s = _settings.broker_timeout_s
+broker_connection_timeout = _io_s
+broker_transport_options |= {"socket_timeout": _io_s, "socket_connect_timeout": _io_s}
+redis_socket_timeout = redis_socket_connect_timeout = _io_s
+task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_max": 0.5}
 result_backend_transport_options = {"visibility_timeout": _settings.visibility_timeout_s}
 # Chord counters live as long as results: keep them past the longest plausible backlog.
 result_expires = 7 * 24 * 3600

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify, stream_with_context
 from flask.typing import ResponseReturnValue
 
 from api import runtime
-from lucid.errors import InvalidInput
+from api.validation import chunk_index
 from lucid.layout import check_session_id
 from lucid.restore import proof_for, restore, verify_session
 
@@ -35,9 +35,8 @@ def list_chunks(session_id: str) -> ResponseReturnValue:
 
 @bp.get("/<session_id>/chunks/<index>/proof")
 def proof(session_id: str, index: str) -> ResponseReturnValue:
-    if not index.isdigit():
-        raise InvalidInput(f"chunk index must be a non-negative integer, got {index!r}")
-    return jsonify(proof_for(runtime(), check_session_id(session_id), int(index)))
+    chunk = chunk_index(index)
+    return jsonify(proof_for(runtime(), check_session_id(session_id), chunk))
 
 
 @bp.get("/<session_id>/verify")

@@ -12,10 +12,9 @@ from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import UnsupportedMediaType
 
-from api import runtime
-from api.errors import body
+from api import runtime, validation
 from lucid import sessions
-from lucid.errors import InvalidInput, OffsetMismatch, TooLarge
+from lucid.errors import InvalidInput, TooLarge
 from lucid.layout import check_session_id
 from tasks.canvas import enqueue_chunk, enqueue_seal
 
@@ -51,12 +50,6 @@ OFFSET_HEADER = "Upload-Offset"
 
 def _offset_headers(offset: int) -> dict[str, str]:
     return {OFFSET_HEADER: str(offset), "Cache-Control": "no-store"}
-
-
-@bp.errorhandler(OffsetMismatch)
-def _offset_mismatch(exc: OffsetMismatch) -> ResponseReturnValue:
-    payload = body(exc.code, str(exc), offset=exc.expected)
-    return jsonify(payload), 409, _offset_headers(exc.expected)
 
 
 _DRAIN_LIMIT = 16 * 1024 * 1024
@@ -115,25 +108,15 @@ def _limit() -> int | None:
 
 @bp.post("")
 def create() -> ResponseReturnValue:
-    payload = request.get_json(silent=True) if request.data else {}
-    if payload is None or not isinstance(payload, dict):
-        raise InvalidInput('body must be a JSON object, e.g. {"metadata": {...}}')
-    metadata = payload.get("metadata", {})
-    if not isinstance(metadata, dict) or len(str(metadata)) > 8192:
-        raise InvalidInput("metadata must be a JSON object of at most 8 KiB")
+    metadata = validation.metadata(validation.json_object(request).get("metadata", {}))
     doc = sessions.create_session(runtime(), metadata)
     return jsonify(public(doc)), 201
 
 
 @bp.get("")
 def list_sessions() -> ResponseReturnValue:
-    try:
-        limit = int(request.args.get("limit", 50))
-        skip = int(request.args.get("skip", 0))
-    except ValueError:
-        raise InvalidInput("limit and skip must be integers") from None
-    if not (1 <= limit <= 1000 and skip >= 0):
-        raise InvalidInput("limit must be 1..1000 and skip >= 0")
+    limit = validation.decimal("limit", request.args.get("limit"), 50, 1, 1000)
+    skip = validation.decimal("skip", request.args.get("skip"), 0, 0, 2**31 - 1)
     docs = runtime().meta.list_sessions(limit=limit, skip=skip, state=request.args.get("state"))
     return jsonify({"sessions": [public(d) for d in docs], "limit": limit, "skip": skip})
 

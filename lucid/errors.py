@@ -154,3 +154,19 @@ class AnchorUnavailable(AnchorError, TransientError):
     """The anchoring service timed out or answered 5xx; retry later."""
 
     code = "anchor_unavailable"
+
+
+class DependencyUnavailable(TransientError):
+    """A service a request needs (metadata store, broker, Redis) did not answer in time."""
+
+    code = "dependency_unavailable"
+
+    def __init__(self, dependency: str, message: str) -> None:
+        super().__init__(f"{dependency} unavailable: {message}; retry later")
+        self.dependency = dependency
+
+
+class InsufficientStorage(LucidError):
+    """The disk (or quota) that holds the blobs is full."""
+
+    code = "insufficient_storage"

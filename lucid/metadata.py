@@ -28,7 +28,7 @@ Doc = dict[str, Any]
 _NO_ID = {"_id": False}
 _SESSION_OWNED = frozenset({"_id", "session_id", "state", "history", "created_at", "updated_at"})
 _CHUNK_OWNED = frozenset({"_id", "session_id", "index", "stage", "created_at", "updated_at"})
-_clients: dict[tuple[str, int], pymongo.MongoClient[Doc]] = {}
+_clients: dict[tuple[str, int, float], pymongo.MongoClient[Doc]] = {}
 _clients_lock = threading.Lock()
 
 
@@ -73,18 +73,25 @@ class MetadataStore:
         )
 
     @classmethod
-    def connect(cls, url: str, database: str = "lucid") -> MetadataStore:
-        """A store on `url`, sharing one client per URL per process (clients aren't fork-safe)."""
-        key = (url, os.getpid())
+    def connect(
+        cls, url: str, database: str = "lucid", *, timeout_s: float = 10.0
+    ) -> MetadataStore:
+        """A store on `url`, sharing one client per URL per process (clients aren't fork-safe).
+
+        `timeout_s` bounds finding the server and every socket read: a dead or hung server
+        raises a pymongo ConnectionFailure after that long instead of holding the caller.
+        """
+        key = (url, os.getpid(), timeout_s)
         with _clients_lock:
             client = _clients.get(key)
             if client is None:
+                timeout_ms = max(1, int(timeout_s * 1000))
                 client = pymongo.MongoClient(
                     url,
                     appname="lucid",
-                    serverSelectionTimeoutMS=10_000,
-                    connectTimeoutMS=5_000,
-                    socketTimeoutMS=30_000,
+                    serverSelectionTimeoutMS=timeout_ms,
+                    connectTimeoutMS=min(timeout_ms, 5_000),
+                    socketTimeoutMS=timeout_ms,
                     tz_aware=True,
                 )
                 _clients[key] = client

@@ -61,9 +61,12 @@ class Runtime:
 
     @cached_property
     def meta(self) -> MetadataStore:
-        if not self.settings.mongodb_url:
+        s = self.settings
+        if not s.mongodb_url:
             raise ConfigError("MONGODB_URL is not set (lucid up sets it for the embedded stack)")
-        return MetadataStore.connect(self.settings.mongodb_url, self.settings.mongodb_database)
+        return MetadataStore.connect(
+            s.mongodb_url, s.mongodb_database, timeout_s=s.mongodb_timeout_s
+        )
 
     @cached_property
     def anchor(self) -> Anchor:

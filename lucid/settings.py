@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(None, alias="BROKER_URL")
     mongodb_url: str | None = Field(None, alias="MONGODB_URL")
     mongodb_database: str = Field("lucid", alias="MONGODB_DATABASE")
+    # Bounds on every call to a dependency, so a dead or hung server fails a request in
+    # seconds (503) instead of holding it: MongoDB server selection and socket reads; Redis
+    # and broker connects, socket reads and publish retries; each /health check.
+    mongodb_timeout_s: float = Field(5.0, alias="MONGODB_TIMEOUT_SECONDS", gt=0, le=300)
+    broker_timeout_s: float = Field(3.0, alias="BROKER_TIMEOUT_SECONDS", gt=0, le=300)
+    health_timeout_s: float = Field(1.5, alias="HEALTH_TIMEOUT_SECONDS", gt=0, le=10)
 
     anchor_backend: Literal["ledger", "http"] = Field("ledger", alias="ANCHOR_BACKEND")
     anchoring_url: str | None = Field(None, alias="BLOCKCHAIN_ANCHORING_URL")

@@ -24,6 +24,7 @@ from lucid.errors import (
     StaleSeal,
     TransientError,
 )
+from lucid.redaction import redact_paths
 from lucid.runtime import get_runtime
 from lucid.states import SessionState, Trigger
 from tasks.app import app
@@ -128,6 +129,7 @@ def mark_error(session_id: str, reason: str) -> None:
     recorded in its history (as the state machine intends), but `error` keeps the first
     reason: that is the cause, later failures (a seal refused in ERROR, say) its echoes."""
     meta = get_runtime().meta
+    reason = redact_paths(reason)  # clients read it: keep the error, not where files live
     for _ in range(3):  # the session may move between the read and the compare-and-set
         state = SessionState(meta.get_session(session_id)["state"])
         fields = {} if state == SessionState.ERROR else {"error": reason}
