@@ -81,6 +81,15 @@ class Client:
             self._json(self.http.get(f"/api/v1/sessions/{session_id}/chunks/{index}/proof"))
         )
 
+    def checkpoint(self) -> dict[str, Any]:
+        """The ledger's latest signed checkpoint."""
+        return dict(self._json(self.http.get("/api/v1/ledger/checkpoint")))
+
+    def consistency(self, from_size: int) -> dict[str, Any]:
+        """The latest checkpoint and the ledger entries proving it extends `from_size`."""
+        response = self.http.get("/api/v1/ledger/consistency", params={"from": str(from_size)})
+        return dict(self._json(response))
+
     def wait(
         self,
         session_id: str,

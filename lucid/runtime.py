@@ -13,8 +13,9 @@ from lucid.aead import ChunkContext
 from lucid.anchors import Anchor, make_anchor
 from lucid.blobs import BlobStore, FileBlobStore
 from lucid.codecs import Codec, get_codec
-from lucid.errors import ConfigError
-from lucid.keys import ensure_keys, load_recipient_public
+from lucid.errors import ConfigError, NotFound
+from lucid.keys import ensure_keys, load_ledger_verify_key, load_recipient_public
+from lucid.ledger import Ledger
 from lucid.metadata import MetadataStore
 from lucid.settings import Settings, load_settings
 
@@ -77,6 +78,19 @@ class Runtime:
             timeout=s.anchor_timeout_s,
             retries=s.anchor_retries,
         )
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        """The local ledger, opened to read and verify only: no signing key is loaded.
+
+        Appends go through `anchor` in the anchor role, which loads ledger.key at its first
+        append; the API serves checkpoints that the anchor side signed.
+        """
+        s = self.settings
+        if s.anchor_backend != "ledger":
+            raise NotFound(f"no local ledger: ANCHOR_BACKEND is {s.anchor_backend!r}")
+        ensure_keys(s.keys_path)
+        return Ledger(s.ledger_path, None, load_ledger_verify_key(s.keys_path))
 
     @cached_property
     def recipient_public(self) -> X25519PublicKey:
