@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -13,6 +14,7 @@ from lucid.aead import ChunkContext
 from lucid.anchors import Anchor, make_anchor
 from lucid.blobs import BlobStore, FileBlobStore
 from lucid.codecs import Codec, get_codec
+from lucid.datadir import PRIVATE_UMASK
 from lucid.errors import ConfigError, NotFound
 from lucid.keys import ensure_keys, load_ledger_verify_key, load_recipient_public
 from lucid.ledger import Ledger
@@ -125,6 +127,7 @@ def get_runtime() -> Runtime:
     global _runtime
     with _lock:
         if _runtime is None:
+            os.umask(PRIVATE_UMASK)  # staging files and blobs hold plaintext: owner only
             _runtime = Runtime(load_settings())
         return _runtime
 
@@ -133,5 +136,6 @@ def reset_runtime(settings: Settings | None = None) -> Runtime:
     """Replace the process-wide runtime (after fork, or with explicit settings)."""
     global _runtime
     with _lock:
+        os.umask(PRIVATE_UMASK)
         _runtime = Runtime(settings or load_settings())
         return _runtime
