@@ -193,11 +193,12 @@ def _check_records(
     records: list[dict[str, Any]],
 ) -> list[IntegrityError]:
     problems: list[IntegrityError] = []
+    strays: list[IntegrityError] = []  # reported after the chunks they left without a record
     by_index: dict[int, dict[str, Any]] = {}
     for record in records:
         index = record.get("index")
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(leaves):
-            problems.append(
+            strays.append(
                 IntegrityError(
                     f"chunk record index: expected one of 0..{len(leaves) - 1}, got {index}",
                     session_id=session_id,
@@ -223,7 +224,7 @@ def _check_records(
                         chunk_index=i,
                     )
                 )
-    return problems
+    return problems + strays
 
 
 def _check_session(session: dict[str, Any], leaves: list[LeafRecord]) -> list[IntegrityError]:
