@@ -273,7 +273,10 @@ class Ledger:
 
     def _publish_checkpoint(self, signer: Ed25519PrivateKey, entries: list[LedgerEntry]) -> None:
         """Write a signed checkpoint of the head (atomically); a failure only logs."""
-        current = self._load_checkpoint()
+        try:
+            current = self._load_checkpoint()
+        except LedgerError:  # unreadable: the signer writes a fresh one
+            current = None
         if current is not None and current.size == len(entries):
             return
         head = entries[-1].entry_hash if entries else ZERO_HASH
