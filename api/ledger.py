@@ -26,12 +26,15 @@ def checkpoint() -> ResponseReturnValue:
 
 @bp.get("/consistency")
 def consistency() -> ResponseReturnValue:
-    """`?from=N`: the latest checkpoint and entries N-1 .. size-1, which prove that the
-    ledger extends a checkpoint of size N (`lucid.ledger.verify_consistency`)."""
-    raw = request.args.get("from", "")
+    """`?from=N[&start=K]`: the latest checkpoint and entries K (default N-1) .. size-1,
+    which prove that the ledger extends a checkpoint of size N and still holds entry K
+    as it was then (`lucid.ledger.verify_consistency`)."""
+    raw, start = request.args.get("from", ""), request.args.get("start")
     if not raw.isdigit():
         raise InvalidInput(f"from: expected a checkpoint size (integer >= 0), got {raw!r}")
-    head, entries = runtime().ledger.consistency(int(raw))
+    if start is not None and not start.isdigit():
+        raise InvalidInput(f"start: expected an entry seq (integer >= 0), got {start!r}")
+    head, entries = runtime().ledger.consistency(int(raw), None if start is None else int(start))
     return jsonify(
         {"checkpoint": head.to_dict(), "entries": [entry.to_dict() for entry in entries]}
     )

@@ -85,9 +85,13 @@ class Client:
         """The ledger's latest signed checkpoint."""
         return dict(self._json(self.http.get("/api/v1/ledger/checkpoint")))
 
-    def consistency(self, from_size: int) -> dict[str, Any]:
-        """The latest checkpoint and the ledger entries proving it extends `from_size`."""
-        response = self.http.get("/api/v1/ledger/consistency", params={"from": str(from_size)})
+    def consistency(self, from_size: int, start: int | None = None) -> dict[str, Any]:
+        """The latest checkpoint and the ledger entries (from `start`) proving that it
+        extends a checkpoint of `from_size`."""
+        params = {"from": str(from_size)}
+        if start is not None:
+            params["start"] = str(start)
+        response = self.http.get("/api/v1/ledger/consistency", params=params)
         return dict(self._json(response))
 
     def wait(

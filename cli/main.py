@@ -14,7 +14,7 @@ import click
 from tqdm import tqdm
 
 from cli.client import ApiError, Client, default_api_url
-from lucid.errors import LucidError
+from lucid.errors import LedgerError, LucidError
 from lucid.settings import STAGES
 
 API_OPTION = click.option(
@@ -243,7 +243,7 @@ def verify(session_id: str, as_json: bool, checkpoint_file: Path | None, api_url
         _fail(str(exc))
     if checkpoint_file is not None:
         try:
-            report["ledger"] = _check_extends(client, checkpoint_file)
+            report["ledger"] = _check_extends(client, checkpoint_file, report)
         except (ApiError, LucidError, OSError, ValueError) as exc:
             report["ok"] = False
             report.setdefault("failures", []).append(f"ledger: {exc}")
@@ -254,17 +254,34 @@ def verify(session_id: str, as_json: bool, checkpoint_file: Path | None, api_url
         sys.exit(1)
 
 
-def _check_extends(client: Client, checkpoint_file: Path) -> str:
-    """Prove locally, with the kept checkpoint's key, that the ledger extends it."""
+def _check_extends(client: Client, checkpoint_file: Path, report: dict[str, Any]) -> str:
+    """Prove locally, with the kept checkpoint's key, that the ledger extends it and, when
+    the session was anchored before it, that the session's entry is still the one the
+    kept head commits to."""
     from lucid.checkpoint import Checkpoint
     from lucid.ledger import LedgerEntry, verify_consistency
 
     kept = Checkpoint.from_dict(json.loads(checkpoint_file.read_text()))
-    answer = client.consistency(kept.size)
+    details = (report.get("anchor") or {}).get("details") or {}
+    seq = details.get("seq")
+    start = seq if isinstance(seq, int) and 0 <= seq < kept.size else None
+    answer = client.consistency(kept.size, start)
     head = Checkpoint.from_dict(answer["checkpoint"])
     entries = [LedgerEntry.from_dict(entry) for entry in answer["entries"]]
     verify_consistency(kept, head, entries)
-    return f"extends the kept checkpoint of size {kept.size} (now {head.size})"
+    if start is None:
+        return f"extends the kept checkpoint of size {kept.size} (now {head.size})"
+    entry = entries[0]
+    for name, expected, got in (
+        ("entry_hash", details.get("entry_hash"), entry.entry_hash),
+        ("root", report.get("merkle_root"), entry.root),
+    ):
+        if expected != got:
+            raise LedgerError(f"ledger entry seq {seq}: expected {name} {expected}, got {got}")
+    return (
+        f"extends the kept checkpoint of size {kept.size} (now {head.size}), "
+        f"which holds this session's entry seq {seq}"
+    )
 
 
 @cli.command()

@@ -312,16 +312,23 @@ class Ledger:
             checkpoint.verify(self.verify_key)
         return checkpoint
 
-    def consistency(self, old_size: int) -> tuple[Checkpoint, list[LedgerEntry]]:
-        """The latest checkpoint and the entries that prove it extends a head of `old_size`
-        (entries old_size - 1 .. size - 1; all of them when old_size is 0)."""
+    def consistency(
+        self, old_size: int, start: int | None = None
+    ) -> tuple[Checkpoint, list[LedgerEntry]]:
+        """The latest checkpoint and the entries that prove it extends a head of `old_size`:
+        entries `start` .. size - 1, where `start` (default old_size - 1, or 0) may be
+        earlier, to tie an older entry (a session's own) to the kept head as well."""
+        if isinstance(old_size, bool) or not isinstance(old_size, int) or old_size < 0:
+            raise InvalidInput(f"expected a checkpoint size >= 0, got {old_size!r}")
+        head_seq = max(old_size - 1, 0)
+        first = head_seq if start is None else start
+        if isinstance(first, bool) or not isinstance(first, int) or not 0 <= first <= head_seq:
+            raise InvalidInput(f"expected a start entry in 0..{head_seq}, got {start!r}")
         with self._locked(exclusive=False):
             checkpoint = self._load_checkpoint()
             entries, _ = self._read()
         if checkpoint is None:
             raise LedgerError(f"{self.checkpoint_path}: no checkpoint has been written yet")
-        if isinstance(old_size, bool) or not isinstance(old_size, int) or old_size < 0:
-            raise InvalidInput(f"expected a checkpoint size >= 0, got {old_size!r}")
         if old_size > checkpoint.size:
             raise LedgerError(
                 f"ledger head: expected at least {old_size} entries, got a checkpoint of "
@@ -332,7 +339,7 @@ class Ledger:
                 f"{self.path}: expected at least {checkpoint.size} entries (checkpoint), "
                 f"got {len(entries)}"
             )
-        return checkpoint, entries[max(old_size - 1, 0) : checkpoint.size]
+        return checkpoint, entries[first : checkpoint.size]
 
     def entries(self) -> Iterator[LedgerEntry]:
         """Every complete entry in order, as stored (parsed, not verified)."""
@@ -372,16 +379,18 @@ def _fsync_dir(path: Path) -> None:
 def verify_consistency(old: Checkpoint, new: Checkpoint, entries: list[LedgerEntry]) -> None:
     """Prove that the ledger of checkpoint `new` extends the one of checkpoint `old`.
 
-    `entries` are entries old.size - 1 .. new.size - 1 (all of them when old.size is 0),
-    as `Ledger.consistency` returns them. Steps:
+    `entries` run from some seq at or before old.size - 1 up to new.size - 1 (from seq 0
+    when old.size is 0), as `Ledger.consistency` returns them. Steps:
 
     1. `old` verifies under its own key and `new` under the same key;
     2. new.size >= old.size;
-    3. the first entry has seq old.size - 1 and the entry_hash `old.head` commits to
-       (so nothing before it was rewritten: its hash chains over every earlier entry);
-    4. each later entry has the next seq, links to the previous one by prev_hash, and its
-       entry_hash and signature verify;
-    5. the last entry's entry_hash is `new.head`.
+    3. the entries have consecutive seqs, starting at or before old.size - 1 and ending
+       at new.size - 1;
+    4. each entry's entry_hash and signature verify, and each links to the one before
+       it by prev_hash (seq 0 to 64 zeros);
+    5. entry old.size - 1 has the entry_hash `old.head` (nothing up to the kept head was
+       rewritten: its hash chains over every earlier entry);
+    6. the last entry's entry_hash is `new.head`.
 
     Returns None or raises LedgerError.
     """
@@ -389,20 +398,15 @@ def verify_consistency(old: Checkpoint, new: Checkpoint, entries: list[LedgerEnt
     new.verify(old.public_key())
     if new.size < old.size:
         raise LedgerError(f"ledger size: expected at least {old.size}, got {new.size}")
-    first = max(old.size - 1, 0)
-    want = list(range(first, new.size))
+    head_seq = max(old.size - 1, 0)
+    first = entries[0].seq if entries else head_seq
+    want = list(range(min(first, head_seq), new.size))
     got = [entry.seq for entry in entries]
-    if got != want:
+    if got != want or (old.size == 0 and first != 0):
         raise LedgerError(f"consistency entries: expected seq {want[:1]}..{want[-1:]}, got {got}")
-    prev_hash = ZERO_HASH if old.size == 0 else old.head
+    prev_hash: str | None = ZERO_HASH if first == 0 else None
     for entry in entries:
-        if old.size and entry.seq == first:
-            if entry.entry_hash != old.head:
-                raise LedgerError(
-                    f"ledger rewritten: entry seq {entry.seq}: expected entry_hash {old.head} "
-                    f"(kept checkpoint of size {old.size}), got {entry.entry_hash}"
-                )
-        elif entry.prev_hash != prev_hash:
+        if prev_hash is not None and entry.prev_hash != prev_hash:
             raise LedgerError(
                 f"entry seq {entry.seq}: expected prev_hash {prev_hash}, got {entry.prev_hash}"
             )
@@ -418,6 +422,11 @@ def verify_consistency(old: Checkpoint, new: Checkpoint, entries: list[LedgerEnt
                 f"entry seq {entry.seq}: expected a signature by the ledger key, got one that "
                 "does not verify"
             ) from None
+        if old.size and entry.seq == old.size - 1 and entry.entry_hash != old.head:
+            raise LedgerError(
+                f"ledger rewritten: entry seq {entry.seq}: expected entry_hash {old.head} "
+                f"(kept checkpoint of size {old.size}), got {entry.entry_hash}"
+            )
         prev_hash = entry.entry_hash
     head = entries[-1].entry_hash if entries else ZERO_HASH
     if head != new.head:

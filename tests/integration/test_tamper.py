@@ -265,7 +265,9 @@ def test_a_forgery_with_the_ledger_key_is_caught_by_whoever_kept_a_checkpoint(
     assert kept.exit_code == 0, kept.output
     head = tmp_path / "head.json"
     head.write_text(kept.stdout)
-    assert _run(client, "verify", sid, "--checkpoint", str(head)).exit_code == 0
+    before = _run(client, "verify", sid, "--checkpoint", str(head))
+    assert before.exit_code == 0, before.output
+    assert "which holds this session's entry" in before.output
 
     _forge_final_chunk(runtime, sid, b"nothing to see here")
 

@@ -116,3 +116,26 @@ def test_checkpoint_from_dict_rejects_bad_input() -> None:
     good = sign_checkpoint(KEY, 0, ZERO_HASH).to_dict()
     with pytest.raises(InvalidInput, match="checkpoint head"):
         Checkpoint.from_dict({**good, "head": "XY"})
+
+
+def test_consistency_can_start_at_an_older_entry_to_tie_it_to_the_kept_head(
+    ledger: Ledger,
+) -> None:
+    _fill(ledger, 0, 4)
+    kept = _head(ledger)
+    _fill(ledger, 4, 6)
+    new, entries = ledger.consistency(kept.size, start=1)
+    assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
+    verify_consistency(kept, new, entries)
+    _rewrite_history(ledger, 1)
+    new, entries = ledger.consistency(kept.size, start=1)
+    with pytest.raises(LedgerError, match="ledger rewritten: entry seq 3"):
+        verify_consistency(kept, new, entries)
+    with pytest.raises(LedgerError, match="consistency entries: expected seq"):
+        verify_consistency(kept, new, [entries[0], *entries[2:]])
+
+
+def test_consistency_start_must_lie_before_the_kept_head(ledger: Ledger) -> None:
+    _fill(ledger, 0, 3)
+    with pytest.raises(InvalidInput, match=r"start entry in 0\.\.1"):
+        ledger.consistency(2, start=2)
