@@ -18,13 +18,14 @@ def create_app(runtime: Runtime | None = None, test_config: dict[str, Any] | Non
     rt = app.extensions["lucid"] = runtime or get_runtime()
     rt.meta.ensure_indexes()
 
-    from api import chunks, errors, health, keepalive, sessions
+    from api import chunks, errors, health, keepalive, ledger, sessions
 
     errors.register(app)
     keepalive.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(sessions.bp)
     app.register_blueprint(chunks.bp)
+    app.register_blueprint(ledger.bp)
     return app
 
 

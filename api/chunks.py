@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from api import runtime
 from api.validation import chunk_index
 from lucid.layout import check_session_id
-from lucid.restore import proof_for, restore, verify_session
+from lucid.restore import prepare_restore, proof_for, restore_sealed, verify_session
 
 bp = Blueprint("chunks", __name__, url_prefix="/api/v1/sessions")
 
@@ -51,12 +51,13 @@ def download(session_id: str) -> ResponseReturnValue:
     """The original recording, streamed; every chunk is checked against the sealed root
     before the first byte is sent (409 naming the chunk otherwise)."""
     rt = runtime()
-    session = rt.meta.get_session(check_session_id(session_id))
-    chunks: Iterator[bytes] = restore(rt, session_id)
+    sealed = prepare_restore(rt, check_session_id(session_id))
+    chunks: Iterator[bytes] = restore_sealed(rt, sealed)
     headers = {
         "Content-Disposition": f'attachment; filename="{session_id}.rec"',
-        "Content-Length": str(session["bytes_received"]),
-        "X-Lucid-Merkle-Root": session["merkle_root"],
+        # The sum of the sealed leaves' lengths: covered by the root, unlike bytes_received.
+        "Content-Length": str(sealed.size),
+        "X-Lucid-Merkle-Root": sealed.session["merkle_root"],
     }
     return Response(
         stream_with_context(chunks), mimetype="application/octet-stream", headers=headers

@@ -198,6 +198,19 @@ class Client:
             self._json(self.http.get(f"/api/v1/sessions/{session_id}/chunks/{index}/proof"))
         )
 
+    def checkpoint(self) -> dict[str, Any]:
+        """The ledger's latest signed checkpoint."""
+        return dict(self._json(self.http.get("/api/v1/ledger/checkpoint")))
+
+    def consistency(self, from_size: int, start: int | None = None) -> dict[str, Any]:
+        """The latest checkpoint and the ledger entries (from `start`) proving that it
+        extends a checkpoint of `from_size`."""
+        params = {"from": str(from_size)}
+        if start is not None:
+            params["start"] = str(start)
+        response = self.http.get("/api/v1/ledger/consistency", params=params)
+        return dict(self._json(response))
+
     def wait(
         self,
         session_id: str,

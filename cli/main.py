@@ -15,7 +15,7 @@ import httpx
 from tqdm import tqdm
 
 from cli.client import ApiError, Client, default_api_url
-from lucid.errors import LucidError
+from lucid.errors import LedgerError, LucidError
 from lucid.settings import STAGES
 
 API_OPTION = click.option(
@@ -300,18 +300,78 @@ def get(session_id: str, output: Path, api_url: str) -> None:
 @cli.command()
 @click.argument("session_id")
 @click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A ledger checkpoint kept earlier (`lucid checkpoint`): also prove that the "
+    "ledger extends it, so a rewritten history is caught.",
+)
 @API_OPTION
-def verify(session_id: str, as_json: bool, api_url: str) -> None:
+def verify(session_id: str, as_json: bool, checkpoint_file: Path | None, api_url: str) -> None:
     """Check every stored chunk against the root, the proofs and the anchor entry."""
+    client = Client(api_url)
     try:
-        code, report = Client(api_url).verify(session_id)
+        code, report = client.verify(session_id)
     except ApiError as exc:
         _fail(str(exc))
+    if checkpoint_file is not None:
+        try:
+            report["ledger"] = _check_extends(client, checkpoint_file, report)
+        except (ApiError, LucidError, OSError, ValueError) as exc:
+            report["ok"] = False
+            report.setdefault("failures", []).append(f"ledger: {exc}")
     _print(report, as_json)
     if code != 200 or not report.get("ok"):
         for failure in report.get("failures", []):
             click.echo(f"FAILED: {failure}", err=True)
         sys.exit(1)
+
+
+def _check_extends(client: Client, checkpoint_file: Path, report: dict[str, Any]) -> str:
+    """Prove locally, with the kept checkpoint's key, that the ledger extends it and, when
+    the session was anchored before it, that the session's entry is still the one the
+    kept head commits to."""
+    from lucid.checkpoint import Checkpoint
+    from lucid.ledger import LedgerEntry, verify_consistency
+
+    kept = Checkpoint.from_dict(json.loads(checkpoint_file.read_text()))
+    details = (report.get("anchor") or {}).get("details") or {}
+    seq = details.get("seq")
+    start = seq if isinstance(seq, int) and 0 <= seq < kept.size else None
+    answer = client.consistency(kept.size, start)
+    head = Checkpoint.from_dict(answer["checkpoint"])
+    entries = [LedgerEntry.from_dict(entry) for entry in answer["entries"]]
+    verify_consistency(kept, head, entries)
+    if start is None:
+        return f"extends the kept checkpoint of size {kept.size} (now {head.size})"
+    entry = entries[0]
+    for name, expected, got in (
+        ("entry_hash", details.get("entry_hash"), entry.entry_hash),
+        ("root", report.get("merkle_root"), entry.root),
+    ):
+        if expected != got:
+            raise LedgerError(f"ledger entry seq {seq}: expected {name} {expected}, got {got}")
+    return (
+        f"extends the kept checkpoint of size {kept.size} (now {head.size}), "
+        f"which holds this session's entry seq {seq}"
+    )
+
+
+@cli.command()
+@API_OPTION
+def checkpoint(api_url: str) -> None:
+    """Print the ledger's signed head as JSON; keep it (`lucid checkpoint > head.json`) to
+    prove later with `lucid verify ID --checkpoint head.json` that history was not rewritten."""
+    from lucid.checkpoint import Checkpoint
+
+    try:
+        head = Checkpoint.from_dict(Client(api_url).checkpoint())
+        head.verify()
+    except (ApiError, LucidError) as exc:
+        _fail(str(exc))
+    click.echo(json.dumps(head.to_dict(), indent=2))
 
 
 @cli.command()

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from cli.servers import ManagedProcess, free_port, port_is_open, spawn, start_redis, start_secantus
+from lucid.datadir import secure_data_dir
 from lucid.keys import ensure_keys
 from lucid.settings import STAGES, Settings, load_settings
 from workers.profiles import beat_argv, worker_argv, worker_groups
@@ -77,7 +78,7 @@ class Stack:
 
     def start(self) -> Stack:
         cfg = self.config
-        data_dir = cfg.data_dir.resolve()
+        data_dir = secure_data_dir(cfg.data_dir.resolve())
         logs = data_dir / "logs"
         env = {**os.environ, **cfg.extra_env, "LUCID_DATA_DIR": str(data_dir)}
         settings = self.check(env)

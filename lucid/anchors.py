@@ -265,8 +265,10 @@ def make_anchor(
 ) -> Anchor:
     """The configured anchor: "ledger" (local signed ledger) or "http" (anchoring service)."""
     if backend == "ledger":
+        # The signing key is loaded at the first append, so a process that only confirms
+        # receipts (the API) never reads ledger.key: only the anchor role needs it.
         ledger = Ledger(
-            ledger_path, load_ledger_signing_key(key_dir), load_ledger_verify_key(key_dir)
+            ledger_path, lambda: load_ledger_signing_key(key_dir), load_ledger_verify_key(key_dir)
         )
         return LedgerAnchor(ledger)
     if backend == "http":

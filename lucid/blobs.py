@@ -94,6 +94,8 @@ class FileBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._make_dirs(self.root)
+        if self.root.stat().st_mode & 0o077:
+            self.root.chmod(0o700)
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -105,7 +107,7 @@ class FileBlobStore:
             directory = directory.parent
         for new in reversed(missing):
             try:
-                new.mkdir()
+                new.mkdir(mode=0o700)
             except FileExistsError:
                 if not new.is_dir():
                     raise InvalidInput(f"{new} is a blob, not a folder") from None
@@ -167,6 +169,8 @@ class FileBlobStore:
             if final.is_file():
                 return False
             with open(source, "rb") as src:
+                # An adopted file keeps its mode through the link: blobs are 0600.
+                os.fchmod(src.fileno(), 0o600)
                 os.fsync(src.fileno())
             self._make_dirs(final.parent)
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -13,8 +14,10 @@ from lucid.aead import ChunkContext
 from lucid.anchors import Anchor, make_anchor
 from lucid.blobs import BlobStore, FileBlobStore
 from lucid.codecs import Codec, get_codec
-from lucid.errors import ConfigError
-from lucid.keys import ensure_keys, load_recipient_public
+from lucid.datadir import PRIVATE_UMASK
+from lucid.errors import ConfigError, NotFound
+from lucid.keys import ensure_keys, load_ledger_verify_key, load_recipient_public
+from lucid.ledger import Ledger
 from lucid.metadata import MetadataStore
 from lucid.settings import Settings, load_settings
 
@@ -82,6 +85,19 @@ class Runtime:
         )
 
     @cached_property
+    def ledger(self) -> Ledger:
+        """The local ledger, opened to read and verify only: no signing key is loaded.
+
+        Appends go through `anchor` in the anchor role, which loads ledger.key at its first
+        append; the API serves checkpoints that the anchor side signed.
+        """
+        s = self.settings
+        if s.anchor_backend != "ledger":
+            raise NotFound(f"no local ledger: ANCHOR_BACKEND is {s.anchor_backend!r}")
+        ensure_keys(s.keys_path)
+        return Ledger(s.ledger_path, None, load_ledger_verify_key(s.keys_path))
+
+    @cached_property
     def recipient_public(self) -> X25519PublicKey:
         ensure_keys(self.settings.keys_path)
         return load_recipient_public(self.settings.keys_path)
@@ -114,6 +130,7 @@ def get_runtime() -> Runtime:
     global _runtime
     with _lock:
         if _runtime is None:
+            os.umask(PRIVATE_UMASK)  # staging files and blobs hold plaintext: owner only
             _runtime = Runtime(load_settings())
         return _runtime
 
@@ -122,5 +139,6 @@ def reset_runtime(settings: Settings | None = None) -> Runtime:
     """Replace the process-wide runtime (after fork, or with explicit settings)."""
     global _runtime
     with _lock:
+        os.umask(PRIVATE_UMASK)
         _runtime = Runtime(settings or load_settings())
         return _runtime

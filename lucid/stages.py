@@ -20,6 +20,7 @@ from lucid.errors import Conflict, IntegrityError, StaleSeal
 from lucid.leaves import LeafRecord, ciphertext_digest_of
 from lucid.merkle import BLAKE3, root
 from lucid.runtime import Runtime
+from lucid.sealed import store_sealed_leaves
 from lucid.states import ChunkStage, SessionState, Trigger
 
 __all__ = [
@@ -211,6 +212,7 @@ def seal_session(rt: Runtime, session_id: str, results: list[LeafRef]) -> str:
             )
         leaf_hashes.append(bytes.fromhex(recomputed))
     merkle_root = root(BLAKE3, leaf_hashes).hex()
+    store_sealed_leaves(rt.blobs, session_id, [leaf_record(doc) for doc in chunks])
     try:
         rt.meta.apply_trigger(
             session_id,
@@ -219,6 +221,7 @@ def seal_session(rt: Runtime, session_id: str, results: list[LeafRef]) -> str:
                 "merkle_root": merkle_root,
                 "tree_size": count,
                 "sealed_at": datetime.now(UTC).isoformat(),
+                "leaf_list": True,  # restore refuses a sealed session whose list went
             },
         )
     except Conflict:

@@ -72,7 +72,8 @@ def test_plaintext_does_not_stay_at_rest_after_sealing(
 ) -> None:
     status = _submit(client, tmp_path, _recording(3 * CHUNK, seed=2))
     keys = list(runtime.blobs.keys(f"sessions/{status['session_id']}/"))
-    assert keys and all("/enc/" in k for k in keys), keys
+    # Ciphertext, and the sealed leaf list (lengths and ciphertext digests, no plaintext).
+    assert keys and all("/enc/" in k or k.endswith("/leaves.jsonl") for k in keys), keys
 
 
 def test_live_session_appended_in_pieces_covers_exactly_what_was_sent(

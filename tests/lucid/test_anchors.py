@@ -338,3 +338,25 @@ def test_make_anchor_refuses_bad_configuration(
         make_anchor(
             backend, ledger_path=tmp_path / "l", key_dir=tmp_path, url=url, timeout=1, retries=0
         )
+
+
+def test_ledger_anchor_confirms_without_the_signing_key_file(tmp_path: Path) -> None:
+    """The verifying side (the API) never needs ledger.key: only appending does."""
+    init_keys(tmp_path / "keys")
+
+    def anchor() -> Anchor:
+        return make_anchor(
+            "ledger",
+            ledger_path=tmp_path / "l.jsonl",
+            key_dir=tmp_path / "keys",
+            url=None,
+            timeout=1.0,
+            retries=1,
+        )
+
+    receipt = anchor().submit(SESSION, ROOT, 1)
+    (tmp_path / "keys" / "ledger.key").unlink()
+    verifier = anchor()
+    assert verifier.confirm(receipt).status == "confirmed"
+    with pytest.raises(LedgerError):
+        verifier.confirm(Receipt.from_dict({**receipt.to_dict(), "root": "ab" * 32}))

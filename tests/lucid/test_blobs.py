@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -166,3 +167,19 @@ def test_file_store_leaves_no_temp_files(tmp_path: Path) -> None:
     src.write_bytes(b"3")
     store.put_file("a/c", src)
     assert sorted(p.name for p in (tmp_path / "root" / "a").iterdir()) == ["b", "c"]
+
+
+def test_blobs_and_their_folders_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        store = FileBlobStore(tmp_path / "blobs")
+        store.put("sessions/a/enc/0", b"ciphertext")
+        staged = tmp_path / "staged"
+        staged.write_bytes(b"plaintext")  # 0644 under this umask, like a staging file
+        store.put_file("sessions/a/raw/0", staged)
+    finally:
+        os.umask(old)
+    for key in ("sessions/a/enc/0", "sessions/a/raw/0"):
+        assert stat.S_IMODE((tmp_path / "blobs" / key).stat().st_mode) == 0o600, key
+    for folder in ("", "sessions", "sessions/a", "sessions/a/raw"):
+        assert stat.S_IMODE((tmp_path / "blobs" / folder).stat().st_mode) == 0o700, folder

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import logging
 import multiprocessing
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import blake3
@@ -12,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lucid.errors import Conflict, KeyMaterialError, LedgerError
+from lucid.errors import AnchorUnavailable, Conflict, KeyMaterialError, LedgerError
 from lucid.ledger import ZERO_HASH, Ledger, LedgerEntry, entry_hash_of
 
 KEY = Ed25519PrivateKey.generate()
@@ -158,14 +163,105 @@ def test_forged_signature_with_another_key_is_detected(filled: Ledger, tmp_path:
         filled.verify()
 
 
-def test_truncated_last_line_is_reported_and_blocks_appends(filled: Ledger) -> None:
+def test_torn_last_line_is_ignored_by_readers_and_dropped_by_the_next_append(
+    filled: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
     data = filled.path.read_bytes()
-    filled.path.write_bytes(data[:-40])
-    with pytest.raises(LedgerError, match="line 5: truncated entry"):
-        filled.verify()
-    with pytest.raises(LedgerError, match="truncated"):
-        filled.append("session-9", _root(9), 1)
-    assert filled.path.read_bytes() == data[:-40]
+    filled.path.write_bytes(data[:-40])  # a crash mid-write of entry 4
+    assert filled.verify() == 4
+    for i in range(4):
+        assert filled.find(f"session-{i}") is not None
+    with caplog.at_level(logging.WARNING, logger="lucid.ledger"):
+        entry = filled.append("session-9", _root(9), 1)
+    assert entry.seq == 4
+    assert "event=ledger_repaired" in caplog.text
+    assert filled.verify() == 5
+    assert filled.find("session-4") is None
+
+
+def test_reordered_entries_fail_find_of_each_moved_session(filled: Ledger) -> None:
+    lines = _lines(filled)
+    lines[1], lines[2] = lines[2], lines[1]
+    _rewrite(filled, lines)
+    assert filled.find("session-0") is not None
+    for moved in ("session-1", "session-2"):
+        with pytest.raises(LedgerError, match="expected seq"):
+            filled.find(moved)
+
+
+def test_removed_earlier_entry_fails_find_of_later_sessions(filled: Ledger) -> None:
+    lines = _lines(filled)
+    del lines[1]
+    _rewrite(filled, lines)
+    with pytest.raises(LedgerError, match="expected seq 1, got 2"):
+        filled.find("session-3")
+
+
+def test_signing_key_loader_is_called_only_by_append(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def load() -> Ed25519PrivateKey:
+        calls.append(1)
+        return KEY
+
+    ledger = Ledger(tmp_path / "l.jsonl", load, KEY.public_key())
+    assert ledger.find("nobody") is None
+    ledger.verify()
+    assert calls == []
+    ledger.append("s", _root(1), 1)
+    ledger.append("t", _root(2), 1)
+    assert calls == [1]
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs, to fill up for real (root only)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_disk_full_append_leaves_the_ledger_as_it_was_and_is_retried(small_fs: Path) -> None:
+    ledger = _ledger(small_fs / "ledger" / "ledger.jsonl")
+    page = os.statvfs(small_fs).f_bsize
+    ledger.append("session-00", _root(0), 1)
+    count = 1
+    # tmpfs allocates whole pages: stop where the next entry needs a new one.
+    while True:
+        size = ledger.path.stat().st_size
+        line = size // count
+        if page - size % page < line + 8:
+            break
+        ledger.append(f"session-{count:02d}", _root(count), 1)
+        count += 1
+    before = ledger.path.read_bytes()
+    filler = small_fs / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    for block in (page, 1):
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"x" * block)
+    os.close(fd)
+    with pytest.raises(AnchorUnavailable, match="left as it was"):
+        ledger.append("session-new", _root(99), 1)
+    assert ledger.path.read_bytes() == before
+    assert ledger.verify() == count
+    for i in range(count):
+        assert ledger.find(f"session-{i:02d}") is not None
+    filler.unlink()
+    assert ledger.append("session-new", _root(99), 1).seq == count
+    assert ledger.verify() == count + 1
 
 
 def test_garbage_line_is_reported(filled: Ledger) -> None:

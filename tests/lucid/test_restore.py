@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from lucid.leaves import LeafRecord, ciphertext_digest_of
 from lucid.merkle import BLAKE3, root, verify_inclusion
 from lucid.restore import proof_for, restore, verify_session
 from lucid.runtime import Runtime
+from lucid.sealed import sealed_leaves_key, store_sealed_leaves
 from tests.lucid.conftest import (
     CHUNK,
     MakeRuntime,
@@ -155,18 +157,31 @@ def test_chunk_tampered_after_restore_began_stops_the_stream_at_that_chunk(
 
 
 @pytest.mark.parametrize(
-    ("collection", "query_index", "field", "value"),
+    ("collection", "query_index", "field", "value", "message"),
     [
-        ("chunks", 1, "ciphertext_digest", "ab" * 32),
-        ("chunks", 2, "plaintext_len", 5),
-        ("chunks", 3, "final", False),
-        ("sessions", None, "merkle_root", "cd" * 32),
-        ("sessions", None, "tree_size", 3),
+        ("chunks", 1, "ciphertext_digest", "ab" * 32, "chunk 1: chunk record ciphertext_digest: "),
+        ("chunks", 2, "plaintext_len", 5, "chunk 2: chunk record plaintext_len: expected 65536"),
+        ("chunks", 3, "final", False, "chunk 3: chunk record final: expected True, got False"),
+        ("chunks", 0, "leaf_hash", "ef" * 32, "chunk 0: chunk record leaf_hash: expected "),
+        ("sessions", None, "merkle_root", "cd" * 32, "rebuilds root .* expected cdcd"),
+        ("sessions", None, "tree_size", 3, "over 4 leaves, expected .* over 3"),
+        ("sessions", None, "bytes_received", 5, "session bytes_received: expected 197842 "),
+        ("sessions", None, "chunk_size", 1000, "session chunk_size: expected 65536 "),
+        ("sessions", None, "compression", "gzip", "session compression: expected zstd "),
+        ("sessions", None, "chunk_count", 9, "session chunk_count: expected 4 "),
     ],
-    ids=["digest", "plaintext-len", "final", "root", "tree-size"],
-)
-def test_altered_metadata_is_caught_before_any_byte(
-    rt: Runtime, collection: str, query_index: int | None, field: str, value: object
+    ids=[
+        "digest", "plaintext-len", "final", "leaf-hash-cache", "root", "tree-size",
+        "bytes-received", "chunk-size", "compression", "chunk-count",
+    ],
+)  # fmt: skip
+def test_altered_metadata_is_caught_before_any_byte_naming_chunk_and_field(
+    rt: Runtime,
+    collection: str,
+    query_index: int | None,
+    field: str,
+    value: object,
+    message: str,
 ) -> None:
     sid = sealed_session(rt, DATA)
     query: dict[str, object] = {"session_id": sid}
@@ -174,13 +189,51 @@ def test_altered_metadata_is_caught_before_any_byte(
         query["index"] = query_index
     result = rt.meta.db[collection].update_one(query, {"$set": {field: value}})
     assert result.modified_count == 1
-    with pytest.raises(IntegrityError, match="rebuild root"):
+    with pytest.raises(IntegrityError, match=message):
         restore(rt, sid)  # no iteration: the check runs before the first yield
     report = verify_session(rt, sid)
     assert not report.ok
-    assert report.chunks_verified == 0
+    assert any(re.search(message, failure) for failure in report.failures), report.failures
+    if query_index is not None:
+        assert report.chunks_verified == 3
+
+
+def test_deleted_chunk_record_is_named(rt: Runtime) -> None:
+    sid = sealed_session(rt, DATA)
+    rt.meta.chunks.delete_one({"session_id": sid, "index": 2})
+    with pytest.raises(IntegrityError, match="chunk 2: chunk record missing"):
+        restore(rt, sid)
+    assert any("chunk 2: chunk record missing" in f for f in verify_session(rt, sid).failures)
+
+
+def test_edited_chunk_record_index_names_the_chunk_and_the_index(rt: Runtime) -> None:
+    sid = sealed_session(rt, DATA)
+    rt.meta.chunks.update_one({"session_id": sid, "index": 1}, {"$set": {"index": 7}})
+    failures = verify_session(rt, sid).failures
+    assert any("chunk record index: expected one of 0..3, got 7" in f for f in failures)
+    assert any("chunk 1: chunk record missing" in f for f in failures)
     with pytest.raises(IntegrityError):
-        proof_for(rt, sid, 0)
+        restore(rt, sid)
+
+
+def test_tampered_key_envelope_is_refused_before_any_byte(rt: Runtime) -> None:
+    sid = sealed_session(rt, DATA)
+    key = rt.meta.get_session(sid)["key"]
+    wrapped = bytearray(bytes.fromhex(key["wrapped_private"]))
+    wrapped[40] ^= 1
+    edit = {"$set": {"key.wrapped_private": wrapped.hex()}}
+    rt.meta.sessions.update_one({"session_id": sid}, edit)
+    with pytest.raises(IntegrityError, match="session key"):
+        restore(rt, sid)
+    assert any("session key" in f for f in verify_session(rt, sid).failures)
+
+
+def test_restore_does_not_read_bytes_received(rt: Runtime) -> None:
+    """Content-Length comes from the sealed leaves: their sum is the recording's length."""
+    from lucid.restore import prepare_restore
+
+    sid = sealed_session(rt, DATA)
+    assert prepare_restore(rt, sid).size == len(DATA)
 
 
 def _forge_last_chunk(rt: Runtime, sid: str, plaintext: bytes) -> None:
@@ -207,9 +260,17 @@ def _forge_last_chunk(rt: Runtime, sid: str, plaintext: bytes) -> None:
     rt.meta.chunks.update_one({"session_id": sid, "index": index}, {"$set": fields})
     docs = rt.meta.list_chunks(sid)
     hashes = [stages.leaf_record(d).leaf_hash() for d in docs]
-    rt.meta.sessions.update_one(
-        {"session_id": sid}, {"$set": {"merkle_root": root(BLAKE3, hashes).hex()}}
+    rt.meta.chunks.update_one(
+        {"session_id": sid, "index": index}, {"$set": {"leaf_hash": hashes[index].hex()}}
     )
+    size = sum(d["plaintext_len"] for d in docs)
+    rt.meta.sessions.update_one(
+        {"session_id": sid},
+        {"$set": {"merkle_root": root(BLAKE3, hashes).hex(), "bytes_received": size}},
+    )
+    # The forger has the data dir too: the sealed leaf list is rewritten to match.
+    rt.blobs.delete(sealed_leaves_key(sid))
+    store_sealed_leaves(rt.blobs, sid, [stages.leaf_record(d) for d in docs])
 
 
 def test_consistently_rewritten_records_are_caught_by_the_anchor_in_verify(
@@ -260,3 +321,15 @@ def test_proof_for_an_out_of_range_index_is_not_found(rt: Runtime, index: int) -
     sid = sealed_session(rt, DATA)
     with pytest.raises(NotFound, match=r"0\.\.3"):
         proof_for(rt, sid, index)
+
+
+def test_a_deleted_leaf_list_is_refused_not_silently_replaced_by_the_records(
+    rt: Runtime,
+) -> None:
+    sid = sealed_session(rt, DATA)
+    rt.blobs.delete(sealed_leaves_key(sid))
+    report = verify_session(rt, sid)
+    assert not report.ok
+    assert any("sealed leaf list" in failure for failure in report.failures), report.failures
+    with pytest.raises(IntegrityError, match="sealed leaf list"):
+        list(restore(rt, sid))
