@@ -32,9 +32,9 @@ STATUS: tuple[tuple[type[errors.LucidError], int], ...] = (
     (errors.TooManySessions, 429),
     (errors.Conflict, 409),
     (errors.IntegrityError, 409),
+    (errors.InsufficientStorage, 507),
     (errors.TransientError, 503),
     (errors.AnchorError, 502),
-    (errors.InsufficientStorage, 507),
     (errors.ConfigError, 500),
     (errors.KeyMaterialError, 500),
 )

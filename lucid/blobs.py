@@ -17,14 +17,13 @@ import errno
 import mmap
 import os
 import re
-import secrets
 import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from lucid.errors import InvalidInput
+from lucid.errors import InsufficientStorage, InvalidInput
 
 __all__ = ["MAX_KEY_LENGTH", "BlobStore", "FileBlobStore", "check_key"]
 
@@ -32,16 +31,14 @@ MAX_KEY_LENGTH = 512
 _SEGMENT = r"[A-Za-z0-9._-]+"
 _KEY = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT})*$")
 _PREFIX = re.compile(r"^[A-Za-z0-9._/-]*$")
-# "~" can never appear in a key, so temp and staging files never show up as blobs.
+# "~" can never appear in a key, so temp files never show up as blobs.
 _TMP_PREFIX = "~tmp-"
-_STAGING_DIR = "~staging"
 
 
 class BlobStore(Protocol):
     """Write-once blobs by key; `put*` return True only for the call that created the blob."""
 
     def put(self, key: str, data: bytes, *, durable: bool = True) -> bool: ...
-    def put_file(self, key: str, path: Path) -> bool: ...
     def get(self, key: str) -> bytes: ...
     def open(self, key: str) -> BinaryIO: ...
     def view(self, key: str) -> AbstractContextManager[memoryview]: ...
@@ -50,7 +47,6 @@ class BlobStore(Protocol):
     def delete(self, key: str) -> None: ...
     def delete_prefix(self, prefix: str) -> int: ...
     def keys(self, prefix: str) -> Iterator[str]: ...
-    def staging_path(self, key: str) -> Path: ...
 
 
 def check_key(key: str) -> str:
@@ -78,6 +74,21 @@ def _check_prefix(prefix: str) -> str:
     ):
         raise InvalidInput(f"invalid blob key prefix {prefix!r}")
     return prefix
+
+
+@contextmanager
+def _disk_full_is_insufficient_storage() -> Iterator[None]:
+    """ENOSPC/EDQUOT become InsufficientStorage: a transient error (space can return), so
+    a stage retries it with backoff and the API answers 507 naming it."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise InsufficientStorage(
+            f"insufficient storage: disk full ({errno.errorcode[exc.errno]}); "
+            "free space or raise the quota, then retry"
+        ) from None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -134,11 +145,12 @@ class FileBlobStore:
         final = self._path(key)
         if final.is_file():
             return False
-        tmp = self._write_temp(final.parent, data, durable=durable)
-        try:
-            return self._link(tmp, final, durable=durable)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with _disk_full_is_insufficient_storage():
+            tmp = self._write_temp(final.parent, data, durable=durable)
+            try:
+                return self._link(tmp, final, durable=durable)
+            finally:
+                tmp.unlink(missing_ok=True)
 
     def _write_temp(self, directory: Path, data: bytes, *, durable: bool = True) -> Path:
         for attempt in range(3):
@@ -160,28 +172,6 @@ class FileBlobStore:
             tmp.unlink(missing_ok=True)
             raise
         return tmp
-
-    def put_file(self, key: str, path: Path) -> bool:
-        """Adopt the file at `path` as blob `key`; the file is consumed either way."""
-        final = self._path(key)
-        source = Path(path)
-        try:
-            if final.is_file():
-                return False
-            with open(source, "rb") as src:
-                # An adopted file keeps its mode through the link: blobs are 0600.
-                os.fchmod(src.fileno(), 0o600)
-                os.fsync(src.fileno())
-            self._make_dirs(final.parent)
-            try:
-                return self._link(source, final)
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-            # Another filesystem: copy into the store instead (the only non-streaming path).
-            return self.put(key, source.read_bytes())
-        finally:
-            source.unlink(missing_ok=True)
 
     def open(self, key: str) -> BinaryIO:
         """A binary reader over the blob, for streaming large blobs."""
@@ -273,11 +263,3 @@ class FileBlobStore:
                     yield from self._walk(Path(entry.path), key, prefix)
             elif key.startswith(prefix) and entry.is_file(follow_symlinks=False):
                 yield key
-
-    def staging_path(self, key: str) -> Path:
-        """A fresh path on the store's filesystem to build blob `key` before `put_file`."""
-        check_key(key)
-        staging = self.root / _STAGING_DIR
-        self._make_dirs(staging)
-        # The key's tail keeps the name readable; the token keeps concurrent builders apart.
-        return staging / f"{secrets.token_hex(8)}~{key.rpartition('/')[2][:64]}"

@@ -166,7 +166,7 @@ class DependencyUnavailable(TransientError):
         self.dependency = dependency
 
 
-class InsufficientStorage(LucidError):
-    """The disk (or quota) that holds the blobs is full."""
+class InsufficientStorage(TransientError):
+    """The disk (or quota) that holds the blobs is full; worth retrying once space returns."""
 
     code = "insufficient_storage"

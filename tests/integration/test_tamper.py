@@ -295,4 +295,3 @@ def test_the_data_dir_and_what_the_stack_writes_are_private(
     assert loose == []
     blob = runtime.settings.blobs_path / layout.encrypted_key(sid, 0)
     assert stat.S_IMODE(blob.stat().st_mode) == 0o600
-    assert stat.S_IMODE((data_dir / "staging" / sid).stat().st_mode) == 0o700

@@ -61,26 +61,6 @@ def test_second_put_keeps_the_first_bytes(store: BlobStore) -> None:
     assert store.get("k/v") == b"first"
 
 
-def test_put_file_adopts_and_consumes_the_file(store: BlobStore) -> None:
-    src = store.staging_path("k/big")
-    src.write_bytes(b"built incrementally")
-    assert store.put_file("k/big", src) is True
-    assert store.get("k/big") == b"built incrementally"
-    assert not src.exists()
-    again = store.staging_path("k/big")
-    assert again != src
-    again.write_bytes(b"a retry computed other bytes")
-    assert store.put_file("k/big", again) is False
-    assert store.get("k/big") == b"built incrementally"
-    assert not again.exists()
-
-
-def test_staging_files_are_not_keys(store: BlobStore) -> None:
-    store.staging_path("a").write_bytes(b"half built")
-    store.put("a", b"x")
-    assert list(store.keys("")) == ["a"]
-
-
 @pytest.mark.parametrize(
     "key",
     ["../x", "/abs", "a//b", "a/./b", "a\\b", "", "a/", "a/..", ".", "~tmp-x", "a b", "x" * 513],
@@ -93,7 +73,6 @@ def test_unsafe_keys_are_rejected_everywhere(store: BlobStore, key: str) -> None
         lambda: store.exists(key),
         lambda: store.size(key),
         lambda: store.delete(key),
-        lambda: store.staging_path(key),
     ]
     for call in calls:
         with pytest.raises(InvalidInput):
@@ -163,9 +142,7 @@ def test_file_store_leaves_no_temp_files(tmp_path: Path) -> None:
     store = FileBlobStore(tmp_path / "root")
     store.put("a/b", b"1")
     store.put("a/b", b"2")
-    src = tmp_path / "outside"
-    src.write_bytes(b"3")
-    store.put_file("a/c", src)
+    store.put("a/c", b"3", durable=False)
     assert sorted(p.name for p in (tmp_path / "root" / "a").iterdir()) == ["b", "c"]
 
 
@@ -174,9 +151,7 @@ def test_blobs_and_their_folders_are_private_whatever_the_umask(tmp_path: Path) 
     try:
         store = FileBlobStore(tmp_path / "blobs")
         store.put("sessions/a/enc/0", b"ciphertext")
-        staged = tmp_path / "staged"
-        staged.write_bytes(b"plaintext")  # 0644 under this umask, like a staging file
-        store.put_file("sessions/a/raw/0", staged)
+        store.put("sessions/a/raw/0", b"plaintext", durable=False)
     finally:
         os.umask(old)
     for key in ("sessions/a/enc/0", "sessions/a/raw/0"):
