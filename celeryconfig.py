@@ -39,14 +39,14 @@ task_routes = {f"lucid.{stage}": {"queue": stage} for stage in STAGES} | {
     "lucid.leaf": {"queue": "hash"},
     "lucid.seal": {"queue": "merkle"},
     "lucid.publish_seal": {"queue": "merkle"},
-    "lucid.reconcile": {"queue": "merkle"},
+    "lucid.lifecycle.reconcile": {"queue": "merkle"},
 }
 # The reconcile sweep (tasks/reconcile.py), sent by `celery beat`; a sweep that waited past
 # the next one is dropped unrun, so a stopped merkle worker does not come back to a pile.
 imports = ("tasks.reconcile",)
 beat_schedule = {
     "reconcile": {
-        "task": "lucid.reconcile",
+        "task": "lucid.lifecycle.reconcile",
         "schedule": _settings.reconcile_interval_s,
         "options": {"queue": "merkle", "expires": _settings.reconcile_interval_s},
     }

@@ -9,8 +9,8 @@ from flask.typing import ResponseReturnValue
 
 from api import runtime
 from api.validation import chunk_index
-from lucid.layout import check_session_id
-from lucid.restore import prepare_restore, proof_for, restore_sealed, verify_session
+from lucid.integrity.restore import prepare_restore, proof_for, restore_sealed, verify_session
+from lucid.storage.layout import check_session_id
 
 bp = Blueprint("chunks", __name__, url_prefix="/api/v1/sessions")
 

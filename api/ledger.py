@@ -28,7 +28,7 @@ def checkpoint() -> ResponseReturnValue:
 def consistency() -> ResponseReturnValue:
     """`?from=N[&start=K]`: the latest checkpoint and entries K (default N-1) .. size-1,
     which prove that the ledger extends a checkpoint of size N and still holds entry K
-    as it was then (`lucid.ledger.verify_consistency`)."""
+    as it was then (`lucid.integrity.ledger.verify_consistency`)."""
     raw, start = request.args.get("from", ""), request.args.get("start")
     if not raw.isdigit():
         raise InvalidInput(f"from: expected a checkpoint size (integer >= 0), got {raw!r}")

@@ -1,6 +1,6 @@
 """Session endpoints: create, list, inspect, upload and control the lifecycle.
 
-Views only call `lucid.sessions` and enqueue by id; the chord is published by a worker.
+Views only call `lucid.pipeline.sessions` and enqueue by id; the chord is published by a worker.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import UnsupportedMediaType
 
 from api import runtime, validation
-from lucid import sessions
 from lucid.errors import InvalidInput, TooLarge
-from lucid.layout import check_session_id
+from lucid.pipeline import sessions
+from lucid.storage.layout import check_session_id
 from tasks.canvas import enqueue_chunk, enqueue_seal
 
 bp = Blueprint("sessions", __name__, url_prefix="/api/v1/sessions")

@@ -12,10 +12,10 @@ import click
 
 from bench.corpus import corpus_blocks
 from bench.work import SESSION, session_public
-from lucid.aead import ChunkContext, encrypt_chunk
-from lucid.chunking import iter_chunks
-from lucid.codecs import get_codec
-from lucid.leaves import ciphertext_digest_of
+from lucid.crypto.aead import ChunkContext, encrypt_chunk
+from lucid.integrity.leaves import ciphertext_digest_of
+from lucid.pipeline.chunking import iter_chunks
+from lucid.pipeline.codecs import get_codec
 
 MB = 1e6
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from lucid.aead import ChunkContext, encrypt_chunk
-from lucid.codecs import get_codec
-from lucid.leaves import LeafRecord, ciphertext_digest_of
+from lucid.crypto.aead import ChunkContext, encrypt_chunk
+from lucid.integrity.leaves import LeafRecord, ciphertext_digest_of
+from lucid.pipeline.codecs import get_codec
 
 __all__ = ["SESSION", "ChunkTimes", "process_chunk", "session_public"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lucid.tokens import read_token_file
+from lucid.crypto.tokens import read_token_file
 
 __all__ = ["ADMIN_TOKEN_FILE", "default_token"]
 

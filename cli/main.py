@@ -188,7 +188,7 @@ def keys() -> None:
 )
 def keys_init(key_dir: Path | None, force: bool) -> None:
     """Create the recipient (X25519) and ledger (Ed25519) key pairs, mode 0600."""
-    from lucid.keys import init_keys
+    from lucid.crypto.keys import init_keys
     from lucid.settings import load_settings
 
     target = key_dir or load_settings().keys_path
@@ -333,8 +333,8 @@ def _check_extends(client: Client, checkpoint_file: Path, report: dict[str, Any]
     """Prove locally, with the kept checkpoint's key, that the ledger extends it and, when
     the session was anchored before it, that the session's entry is still the one the
     kept head commits to."""
-    from lucid.checkpoint import Checkpoint
-    from lucid.ledger import LedgerEntry, verify_consistency
+    from lucid.integrity.checkpoint import Checkpoint
+    from lucid.integrity.ledger import LedgerEntry, verify_consistency
 
     kept = Checkpoint.from_dict(json.loads(checkpoint_file.read_text()))
     details = (report.get("anchor") or {}).get("details") or {}
@@ -364,7 +364,7 @@ def _check_extends(client: Client, checkpoint_file: Path, report: dict[str, Any]
 def checkpoint(api_url: str) -> None:
     """Print the ledger's signed head as JSON; keep it (`lucid checkpoint > head.json`) to
     prove later with `lucid verify ID --checkpoint head.json` that history was not rewritten."""
-    from lucid.checkpoint import Checkpoint
+    from lucid.integrity.checkpoint import Checkpoint
 
     try:
         head = Checkpoint.from_dict(Client(api_url).checkpoint())
@@ -425,9 +425,9 @@ def token_create(
     tenant: str, scope: str, ttl: str, subject: str | None, key_dir: Path | None
 ) -> None:
     """Print a token signed with the deployment's token key (export it as LUCID_TOKEN)."""
-    from lucid.keys import RECIPIENT_PUB, ensure_keys, load_token_signing_key
+    from lucid.crypto.keys import RECIPIENT_PUB, ensure_keys, load_token_signing_key
+    from lucid.crypto.tokens import issue_token, parse_ttl, verify_token
     from lucid.settings import load_settings
-    from lucid.tokens import issue_token, parse_ttl, verify_token
 
     try:
         target = key_dir or load_settings().keys_path

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 
 from cli.servers import ManagedProcess, free_port, port_is_open, spawn, start_redis, start_secantus
-from lucid.datadir import secure_data_dir
-from lucid.keys import ensure_keys
+from lucid.crypto.keys import ensure_keys
 from lucid.settings import STAGES, Settings, load_settings
+from lucid.storage.datadir import secure_data_dir
 from workers.profiles import beat_argv, worker_argv, worker_groups
 
 __all__ = ["ESSENTIAL", "Stack", "StackConfig", "flower_credentials"]

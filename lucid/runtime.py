@@ -10,16 +10,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from lucid.aead import ChunkContext
-from lucid.anchors import Anchor, make_anchor
-from lucid.blobs import BlobStore, FileBlobStore
-from lucid.codecs import Codec, get_codec
-from lucid.datadir import PRIVATE_UMASK
+from lucid.crypto.aead import ChunkContext
+from lucid.crypto.keys import ensure_keys, load_ledger_verify_key, load_recipient_public
 from lucid.errors import ConfigError, NotFound
-from lucid.keys import ensure_keys, load_ledger_verify_key, load_recipient_public
-from lucid.ledger import Ledger
-from lucid.metadata import MetadataStore
+from lucid.integrity.anchors import Anchor, make_anchor
+from lucid.integrity.ledger import Ledger
+from lucid.pipeline.codecs import Codec, get_codec
 from lucid.settings import Settings, load_settings
+from lucid.storage.blobs import BlobStore, FileBlobStore
+from lucid.storage.datadir import PRIVATE_UMASK
+from lucid.storage.metadata import MetadataStore
 
 __all__ = ["Runtime", "SessionParams", "get_runtime", "reset_runtime"]
 

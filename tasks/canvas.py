@@ -5,8 +5,8 @@ from __future__ import annotations
 from celery import chain, chord
 from celery.canvas import Signature
 
+from lucid.lifecycle.states import ChunkStage
 from lucid.runtime import Runtime
-from lucid.states import ChunkStage
 from tasks.pipeline import anchor, barrier, compress, encrypt, hash_, leaf, merkle, publish_seal
 
 __all__ = ["chunk_chain", "enqueue_chunk", "enqueue_seal", "seal_canvas"]

@@ -1,4 +1,4 @@
-"""The pipeline tasks: one thin task per stage, each calling one `lucid.stages` function.
+"""The pipeline tasks: one thin task per stage, each calling one `lucid.pipeline.stages` function.
 
 Messages carry ids and small dicts only (claim check). Every task is acks_late and may run
 twice; the stage functions converge. Transient failures are retried with backoff, permanent
@@ -16,7 +16,6 @@ from celery import Task
 from celery.exceptions import Ignore, Reject
 from celery.utils.log import get_task_logger
 
-from lucid import stages
 from lucid.errors import (
     Conflict,
     InvalidTransition,
@@ -24,9 +23,10 @@ from lucid.errors import (
     StaleSeal,
     TransientError,
 )
+from lucid.lifecycle.states import SessionState, Trigger
+from lucid.pipeline import stages
 from lucid.redaction import redact_paths
 from lucid.runtime import get_runtime
-from lucid.states import SessionState, Trigger
 from tasks.app import app
 from tasks.metrics import REDIS_UNAVAILABLE, record_stage_time
 
@@ -182,7 +182,7 @@ def leaf(session_id: str, index: int) -> stages.LeafRef:
     return stages.leaf_of(get_runtime(), session_id, index)
 
 
-@app.task(name="lucid.merkle", base=StageTask, stage="merkle")
+@app.task(name="lucid.integrity.merkle", base=StageTask, stage="merkle")
 def merkle(results: list[stages.LeafRef], session_id: str) -> str:
     try:
         return stages.seal_session(get_runtime(), session_id, results)

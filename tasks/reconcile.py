@@ -1,9 +1,9 @@
 """The periodic reconcile sweep: hands back chunks, seals and anchors that nothing will run.
 
-Celery beat (started by `lucid up` next to the workers) sends `lucid.reconcile` every
+Celery beat (started by `lucid up` next to the workers) sends `lucid.lifecycle.reconcile` every
 RECONCILE_INTERVAL_S to the merkle queue, the low-traffic queue that already publishes
 seals, so it needs no worker group of its own. Two sweeps at once are harmless: each item
-is claimed with a compare-and-set before it is handed back (see `lucid.reconcile`).
+is claimed with a compare-and-set before it is handed back (see `lucid.lifecycle.reconcile`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 
 from celery.utils.log import get_task_logger
 
-from lucid import reconcile as core
+from lucid.lifecycle import reconcile as core
 from lucid.runtime import get_runtime
 from tasks.app import app
 from tasks.canvas import enqueue_chunk, enqueue_seal
@@ -24,7 +24,7 @@ log = get_task_logger(__name__)
 
 
 # Not acks_late: a sweep lost with its worker is simply the next one, an interval later.
-@app.task(name="lucid.reconcile", ignore_result=True)
+@app.task(name="lucid.lifecycle.reconcile", ignore_result=True)
 def reconcile() -> dict[str, int]:
     """Run one sweep and enqueue what it hands back; return its counts."""
     task_id = reconcile.request.id

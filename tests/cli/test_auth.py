@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from cli.auth import ADMIN_TOKEN_FILE, default_token
+from lucid.crypto.tokens import write_token_file
 from lucid.errors import KeyMaterialError
-from lucid.tokens import write_token_file
 
 
 def test_explicit_beats_environment_beats_token_file(

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
+from lucid.crypto.keys import init_keys, load_token_verify_key
+from lucid.crypto.tokens import verify_token
 from lucid.errors import Unauthorized
-from lucid.keys import init_keys, load_token_verify_key
-from lucid.tokens import verify_token
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from cli.servers import ManagedProcess, free_port, spawn
-from lucid.keys import ensure_keys
+from lucid.crypto.keys import ensure_keys
 from lucid.settings import load_settings
 
 

@@ -13,9 +13,9 @@ from bench.corpus import corpus_blocks
 from cli.client import Client
 from cli.servers import free_port, spawn
 from cli.stack import Stack, StackConfig
-from lucid import layout
 from lucid.runtime import Runtime
 from lucid.settings import load_settings
+from lucid.storage import layout
 from tests.integration.conftest import CHUNK, stack_env
 from workers.profiles import WorkerGroup, worker_argv
 

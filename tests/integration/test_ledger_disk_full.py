@@ -17,8 +17,8 @@ from bench.corpus import corpus_blocks
 from cli.client import Client
 from cli.servers import free_port
 from cli.stack import Stack, StackConfig
-from lucid.keys import ensure_keys, load_ledger_signing_key, load_ledger_verify_key
-from lucid.ledger import Ledger
+from lucid.crypto.keys import ensure_keys, load_ledger_signing_key, load_ledger_verify_key
+from lucid.integrity.ledger import Ledger
 from tests.integration.conftest import CHUNK, stack_env
 
 

@@ -13,10 +13,10 @@ import pytest
 
 from bench.corpus import corpus_blocks
 from cli.client import Client
-from lucid.keys import load_ledger_verify_key
-from lucid.leaves import LeafRecord
-from lucid.ledger import Ledger
-from lucid.merkle import BLAKE3, verify_inclusion
+from lucid.crypto.keys import load_ledger_verify_key
+from lucid.integrity.leaves import LeafRecord
+from lucid.integrity.ledger import Ledger
+from lucid.integrity.merkle import BLAKE3, verify_inclusion
 from lucid.runtime import Runtime
 from tests.integration.conftest import CHUNK
 

@@ -1,5 +1,5 @@
 """On the real stack: work committed while the broker was down is found by the periodic
-reconcile sweep (celery beat → lucid.reconcile) and finished without anyone asking."""
+reconcile sweep (celery beat → lucid.lifecycle.reconcile) and finished without anyone asking."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 from bench.corpus import corpus_blocks
 from cli.stack import Stack
-from lucid import sessions, stages
-from lucid.restore import restore
+from lucid.integrity.restore import restore
+from lucid.pipeline import sessions, stages
 from lucid.runtime import Runtime
 from tests.integration.conftest import CHUNK
 

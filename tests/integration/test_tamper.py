@@ -23,8 +23,8 @@ from click.testing import CliRunner, Result
 from bench.corpus import corpus_blocks
 from cli.client import Client
 from cli.main import cli
-from lucid import layout
 from lucid.runtime import Runtime
+from lucid.storage import layout
 from tests.integration.conftest import CHUNK
 
 DATA_SIZE = 3 * CHUNK + 5000  # four chunks, the last one partial
@@ -207,15 +207,15 @@ def _forge_final_chunk(rt: Runtime, sid: str, plaintext: bytes) -> None:
     """Everything someone with the data dir (ledger key included) and the database can
     do: re-encrypt the final chunk to the session public key (stored in clear), fix its
     record, the sealed leaf list, the root, and re-sign the ledger from that entry on."""
-    from lucid.aead import ChunkContext, encrypt_chunk
-    from lucid.anchors import LedgerAnchor
-    from lucid.codecs import get_codec
-    from lucid.keys import load_ledger_signing_key, load_ledger_verify_key
-    from lucid.leaves import ciphertext_digest_of
-    from lucid.ledger import Ledger
-    from lucid.merkle import BLAKE3, root
-    from lucid.sealed import sealed_leaves_key, store_sealed_leaves
-    from lucid.stages import leaf_record
+    from lucid.crypto.aead import ChunkContext, encrypt_chunk
+    from lucid.crypto.keys import load_ledger_signing_key, load_ledger_verify_key
+    from lucid.integrity.anchors import LedgerAnchor
+    from lucid.integrity.leaves import ciphertext_digest_of
+    from lucid.integrity.ledger import Ledger
+    from lucid.integrity.merkle import BLAKE3, root
+    from lucid.integrity.sealed import sealed_leaves_key, store_sealed_leaves
+    from lucid.pipeline.codecs import get_codec
+    from lucid.pipeline.stages import leaf_record
 
     session = rt.meta.get_session(sid)
     index = int(session["tree_size"]) - 1

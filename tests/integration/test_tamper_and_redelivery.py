@@ -15,12 +15,12 @@ from cli.client import Client
 from cli.main import cli
 from cli.servers import free_port
 from cli.stack import Stack, StackConfig
-from lucid import layout
-from lucid.leaves import ciphertext_digest_of
-from lucid.merkle import BLAKE3, root
+from lucid.integrity.leaves import ciphertext_digest_of
+from lucid.integrity.merkle import BLAKE3, root
+from lucid.pipeline.stages import leaf_record
 from lucid.runtime import Runtime
 from lucid.settings import load_settings
-from lucid.stages import leaf_record
+from lucid.storage import layout
 from tests.integration.conftest import CHUNK, stack_env
 
 

@@ -16,10 +16,10 @@ from typing import Any
 import pymongo
 import pytest
 
-from lucid import sessions, stages
-from lucid.metadata import MetadataStore
+from lucid.pipeline import sessions, stages
 from lucid.runtime import Runtime
 from lucid.settings import load_settings
+from lucid.storage.metadata import MetadataStore
 
 CHUNK = 64 * 1024
 Db = pymongo.database.Database[dict[str, Any]]

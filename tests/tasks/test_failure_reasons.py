@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import lucid.runtime
-from lucid import sessions
+from lucid.pipeline import sessions
 from lucid.runtime import Runtime
 from lucid.settings import load_settings
 from tasks.pipeline import compress, mark_error

@@ -1,0 +1,433 @@
+"""The default anchor store: an append-only, hash-chained, Ed25519-signed JSON Lines file.
+
+Each line is one entry (keys sorted, no spaces):
+
+    {"entry_hash", "prev_hash", "root", "seq", "session_id", "signature", "time", "tree_size"}
+
+    entry_hash = hex BLAKE3 of the canonical JSON (sorted keys, "," and ":" separators,
+                 ASCII) of {seq, time, session_id, root, tree_size, prev_hash}
+    prev_hash  = the previous entry's entry_hash, 64 zeros for seq 0
+    signature  = hex Ed25519 signature over the 32 raw bytes of entry_hash
+
+Appends from several processes are serialised by flock on a sidecar `<name>.lock` file;
+each append writes one whole line and fsyncs it. An append that fails (a full disk, say)
+truncates the file back to where it was and raises AnchorUnavailable, so the anchor task
+retries it; a crash mid-write can still leave a partial last line, which readers ignore
+(no append that wrote it ever returned) and the next append drops, logging the repair.
+
+A session's entry is trusted only in its place: `find` checks the chain from seq 0 up
+to it (seq, prev_hash, entry_hash, signature), so reordered or removed entries are caught.
+
+After each append the anchor side, which alone holds the signing key, writes a signed
+checkpoint of the head (`lucid.integrity.checkpoint`) to `<name>.checkpoint.json`. A verifier who
+kept an older checkpoint proves the current ledger extends it with `verify_consistency`:
+the hash chain itself is the consistency proof (the entries from the old head on must
+link forward to the new head). A Merkle tree over the entries (RFC 9162 §2.1.4) would give
+logarithmic proofs, but it is a second structure to keep in step with the chain, and a
+per-session ledger grows slowly, so the linear suffix is small; the chain was chosen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import blake3
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from lucid.errors import AnchorUnavailable, Conflict, InvalidInput, KeyMaterialError, LedgerError
+from lucid.integrity.checkpoint import Checkpoint, sign_checkpoint
+
+__all__ = ["ZERO_HASH", "Ledger", "LedgerEntry", "entry_hash_of", "verify_consistency"]
+
+log = logging.getLogger(__name__)
+SigningKey = Ed25519PrivateKey | Callable[[], Ed25519PrivateKey]
+
+ZERO_HASH = "0" * 64
+_HEX_FIELDS = {"root": None, "prev_hash": 64, "entry_hash": 64, "signature": 128}
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def entry_hash_of(body: dict[str, Any]) -> str:
+    """Hex BLAKE3 of the canonical JSON of an entry's signed fields."""
+    return blake3.blake3(_canonical(body)).hexdigest()
+
+
+def _is_hex(value: object, length: int | None) -> bool:
+    if not isinstance(value, str) or not value or len(value) % 2:
+        return False
+    if length is not None and len(value) != length:
+        return False
+    return all(c in "0123456789abcdef" for c in value)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One anchored root; `entry_hash` and `signature` cover every other field."""
+
+    seq: int
+    time: str
+    session_id: str
+    root: str
+    tree_size: int
+    prev_hash: str
+    entry_hash: str
+    signature: str
+
+    def __post_init__(self) -> None:
+        for name in ("seq", "tree_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidInput(f"ledger {name}: expected an integer >= 0, got {value!r}")
+        for name in ("time", "session_id"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise InvalidInput(f"ledger {name}: expected a non-empty string")
+        for name, length in _HEX_FIELDS.items():
+            if not _is_hex(getattr(self, name), length):
+                want = f"{length} lowercase hex chars" if length else "lowercase hex"
+                raise InvalidInput(f"ledger {name}: expected {want}, got {getattr(self, name)!r}")
+
+    def body(self) -> dict[str, Any]:
+        """The fields that `entry_hash` covers."""
+        data = asdict(self)
+        del data["entry_hash"], data["signature"]
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (every field as stored)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LedgerEntry:
+        """Build from `to_dict()` output; bad input raises InvalidInput."""
+        if not isinstance(data, dict):
+            raise InvalidInput(f"ledger entry: expected an object, got {type(data).__name__}")
+        names = set(cls.__dataclass_fields__)
+        if data.keys() != names:
+            raise InvalidInput(f"ledger entry: expected keys {sorted(names)}, got {sorted(data)}")
+        return cls(**data)
+
+
+class Ledger:
+    """Append-only signed ledger at `path`; the signing key is needed only to append.
+
+    `signing_key` may be a loader, called at the first append: a process that only
+    verifies (the API) never reads the key.
+    """
+
+    def __init__(
+        self, path: Path, signing_key: SigningKey | None, verify_key: Ed25519PublicKey
+    ) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.checkpoint_path = self.path.with_name(self.path.name + ".checkpoint.json")
+        self._signing_key = signing_key
+        self.verify_key = verify_key
+
+    def _signer(self) -> Ed25519PrivateKey:
+        if self._signing_key is None:
+            raise KeyMaterialError("this ledger was opened without its signing key (ledger.key)")
+        if not isinstance(self._signing_key, Ed25519PrivateKey):
+            self._signing_key = self._signing_key()
+        return self._signing_key
+
+    @contextlib.contextmanager
+    def _locked(self, exclusive: bool) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+
+    def _read(self) -> tuple[list[LedgerEntry], int]:
+        """The complete entries and the length of a torn last line (0 if none)."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return [], 0
+        lines = data.split(b"\n")
+        torn = len(lines[-1])
+        entries = []
+        for number, line in enumerate(lines[:-1], start=1):
+            try:
+                entries.append(LedgerEntry.from_dict(json.loads(line)))
+            except (ValueError, InvalidInput) as exc:
+                raise LedgerError(f"{self.path} line {number}: unreadable entry: {exc}") from None
+        return entries, torn
+
+    def _check_entry(self, entry: LedgerEntry, line: int) -> None:
+        where = f"{self.path} line {line} (seq {entry.seq})"
+        computed = entry_hash_of(entry.body())
+        if computed != entry.entry_hash:
+            raise LedgerError(f"{where}: expected entry_hash {computed}, got {entry.entry_hash}")
+        try:
+            self.verify_key.verify(bytes.fromhex(entry.signature), bytes.fromhex(entry.entry_hash))
+        except InvalidSignature:
+            raise LedgerError(
+                f"{where}: expected a signature by the ledger key, got one that does not verify"
+            ) from None
+
+    def _check_chain(self, entries: list[LedgerEntry], count: int) -> None:
+        """Check the first `count` entries: place (seq), link (prev_hash), hash, signature."""
+        prev_hash, seen = ZERO_HASH, set()
+        for line, entry in enumerate(entries[:count], start=1):
+            where = f"{self.path} line {line}"
+            if entry.seq != line - 1:
+                raise LedgerError(f"{where}: expected seq {line - 1}, got {entry.seq}")
+            if entry.prev_hash != prev_hash:
+                raise LedgerError(f"{where}: expected prev_hash {prev_hash}, got {entry.prev_hash}")
+            self._check_entry(entry, line)
+            if entry.session_id in seen:
+                raise LedgerError(f"{where}: session {entry.session_id} is anchored twice")
+            seen.add(entry.session_id)
+            prev_hash = entry.entry_hash
+
+    def append(self, session_id: str, root: bytes, tree_size: int) -> LedgerEntry:
+        """Anchor `root` for a session; the same root again returns the existing entry."""
+        if not isinstance(session_id, str) or not session_id:
+            raise InvalidInput(f"expected a session id, got {session_id!r}")
+        if not isinstance(root, bytes) or not root:
+            raise InvalidInput(f"expected root bytes, got {root!r}")
+        signer = self._signer()
+        root_hex = root.hex()
+        with self._locked(exclusive=True):
+            entries, torn = self._read()
+            if torn:
+                self._drop_torn_tail(torn)
+            for entry in entries:
+                if entry.session_id != session_id:
+                    continue
+                if entry.root == root_hex and entry.tree_size == tree_size:
+                    self._publish_checkpoint(signer, entries)
+                    return entry
+                raise Conflict(
+                    f"session {session_id} is already anchored (seq {entry.seq}): expected "
+                    f"root {entry.root} size {entry.tree_size}, got {root_hex} size {tree_size}"
+                )
+            prev_hash = ZERO_HASH
+            if entries:
+                last = entries[-1]
+                if last.seq != len(entries) - 1:
+                    raise LedgerError(
+                        f"{self.path} line {len(entries)}: expected seq {len(entries) - 1}, "
+                        f"got {last.seq}"
+                    )
+                self._check_entry(last, len(entries))
+                prev_hash = last.entry_hash
+            body: dict[str, Any] = {
+                "seq": len(entries),
+                "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "session_id": session_id,
+                "root": root_hex,
+                "tree_size": tree_size,
+                "prev_hash": prev_hash,
+            }
+            digest = entry_hash_of(body)
+            signature = signer.sign(bytes.fromhex(digest)).hex()
+            entry = LedgerEntry(**body, entry_hash=digest, signature=signature)
+            self._write_line(_canonical(entry.to_dict()) + b"\n", created=not entries)
+            self._publish_checkpoint(signer, [*entries, entry])
+            return entry
+
+    def _drop_torn_tail(self, torn: int) -> None:
+        size = self.path.stat().st_size
+        with open(self.path, "r+b") as handle:
+            handle.truncate(size - torn)
+            os.fsync(handle.fileno())
+        log.warning(
+            "event=ledger_repaired path=%s dropped_bytes=%d reason=torn_last_line", self.path, torn
+        )
+
+    def _write_line(self, line: bytes, *, created: bool) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except OSError as exc:
+            # Leave the ledger as it was, so earlier entries keep verifying; the anchor
+            # task retries a transient error once there is room again.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+                os.fsync(fd)
+            raise AnchorUnavailable(
+                f"{self.path}: append failed ({exc.strerror}); the ledger is left as it was"
+            ) from None
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_dir(self.path.parent)
+
+    def _publish_checkpoint(self, signer: Ed25519PrivateKey, entries: list[LedgerEntry]) -> None:
+        """Write a signed checkpoint of the head (atomically); a failure only logs."""
+        try:
+            current = self._load_checkpoint()
+        except LedgerError:  # unreadable: the signer writes a fresh one
+            current = None
+        if current is not None and current.size == len(entries):
+            return
+        head = entries[-1].entry_hash if entries else ZERO_HASH
+        data = _canonical(sign_checkpoint(signer, len(entries), head).to_dict()) + b"\n"
+        tmp = self.checkpoint_path.with_name(f".{self.checkpoint_path.name}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.checkpoint_path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            log.warning("event=checkpoint_failed path=%s reason=%r", self.checkpoint_path, exc)
+
+    def _load_checkpoint(self) -> Checkpoint | None:
+        try:
+            raw = self.checkpoint_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return Checkpoint.from_dict(json.loads(raw))
+        except (ValueError, InvalidInput) as exc:
+            raise LedgerError(f"{self.checkpoint_path}: unreadable checkpoint: {exc}") from None
+
+    def checkpoint(self) -> Checkpoint | None:
+        """The latest signed checkpoint written by the anchor side (signature checked)."""
+        with self._locked(exclusive=False):
+            checkpoint = self._load_checkpoint()
+        if checkpoint is not None:
+            checkpoint.verify(self.verify_key)
+        return checkpoint
+
+    def consistency(
+        self, old_size: int, start: int | None = None
+    ) -> tuple[Checkpoint, list[LedgerEntry]]:
+        """The latest checkpoint and the entries that prove it extends a head of `old_size`:
+        entries `start` .. size - 1, where `start` (default old_size - 1, or 0) may be
+        earlier, to tie an older entry (a session's own) to the kept head as well."""
+        if isinstance(old_size, bool) or not isinstance(old_size, int) or old_size < 0:
+            raise InvalidInput(f"expected a checkpoint size >= 0, got {old_size!r}")
+        head_seq = max(old_size - 1, 0)
+        first = head_seq if start is None else start
+        if isinstance(first, bool) or not isinstance(first, int) or not 0 <= first <= head_seq:
+            raise InvalidInput(f"expected a start entry in 0..{head_seq}, got {start!r}")
+        with self._locked(exclusive=False):
+            checkpoint = self._load_checkpoint()
+            entries, _ = self._read()
+        if checkpoint is None:
+            raise LedgerError(f"{self.checkpoint_path}: no checkpoint has been written yet")
+        if old_size > checkpoint.size:
+            raise LedgerError(
+                f"ledger head: expected at least {old_size} entries, got a checkpoint of "
+                f"{checkpoint.size}"
+            )
+        if checkpoint.size > len(entries):
+            raise LedgerError(
+                f"{self.path}: expected at least {checkpoint.size} entries (checkpoint), "
+                f"got {len(entries)}"
+            )
+        return checkpoint, entries[first : checkpoint.size]
+
+    def entries(self) -> Iterator[LedgerEntry]:
+        """Every complete entry in order, as stored (parsed, not verified)."""
+        with self._locked(exclusive=False):
+            entries, _ = self._read()
+        yield from entries
+
+    def find(self, session_id: str) -> LedgerEntry | None:
+        """The entry of a session, checked in its place: the chain up to it must verify."""
+        with self._locked(exclusive=False):
+            entries, _ = self._read()
+        for line, entry in enumerate(entries, start=1):
+            if entry.session_id == session_id:
+                self._check_chain(entries, line)
+                return entry
+        return None
+
+    def verify(self) -> int:
+        """Re-check the whole chain; return the number of entries or raise LedgerError.
+
+        A torn last line (a crash mid-append) is not an entry: the next append drops it.
+        """
+        with self._locked(exclusive=False):
+            entries, _ = self._read()
+        self._check_chain(entries, len(entries))
+        return len(entries)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def verify_consistency(old: Checkpoint, new: Checkpoint, entries: list[LedgerEntry]) -> None:
+    """Prove that the ledger of checkpoint `new` extends the one of checkpoint `old`.
+
+    `entries` run from some seq at or before old.size - 1 up to new.size - 1 (from seq 0
+    when old.size is 0), as `Ledger.consistency` returns them. Steps:
+
+    1. `old` verifies under its own key and `new` under the same key;
+    2. new.size >= old.size;
+    3. the entries have consecutive seqs, starting at or before old.size - 1 and ending
+       at new.size - 1;
+    4. each entry's entry_hash and signature verify, and each links to the one before
+       it by prev_hash (seq 0 to 64 zeros);
+    5. entry old.size - 1 has the entry_hash `old.head` (nothing up to the kept head was
+       rewritten: its hash chains over every earlier entry);
+    6. the last entry's entry_hash is `new.head`.
+
+    Returns None or raises LedgerError.
+    """
+    old.verify()
+    new.verify(old.public_key())
+    if new.size < old.size:
+        raise LedgerError(f"ledger size: expected at least {old.size}, got {new.size}")
+    head_seq = max(old.size - 1, 0)
+    first = entries[0].seq if entries else head_seq
+    want = list(range(min(first, head_seq), new.size))
+    got = [entry.seq for entry in entries]
+    if got != want or (old.size == 0 and first != 0):
+        raise LedgerError(f"consistency entries: expected seq {want[:1]}..{want[-1:]}, got {got}")
+    prev_hash: str | None = ZERO_HASH if first == 0 else None
+    for entry in entries:
+        if prev_hash is not None and entry.prev_hash != prev_hash:
+            raise LedgerError(
+                f"entry seq {entry.seq}: expected prev_hash {prev_hash}, got {entry.prev_hash}"
+            )
+        computed = entry_hash_of(entry.body())
+        if computed != entry.entry_hash:
+            raise LedgerError(
+                f"entry seq {entry.seq}: expected entry_hash {computed}, got {entry.entry_hash}"
+            )
+        try:
+            old.public_key().verify(bytes.fromhex(entry.signature), bytes.fromhex(entry.entry_hash))
+        except InvalidSignature:
+            raise LedgerError(
+                f"entry seq {entry.seq}: expected a signature by the ledger key, got one that "
+                "does not verify"
+            ) from None
+        if old.size and entry.seq == old.size - 1 and entry.entry_hash != old.head:
+            raise LedgerError(
+                f"ledger rewritten: entry seq {entry.seq}: expected entry_hash {old.head} "
+                f"(kept checkpoint of size {old.size}), got {entry.entry_hash}"
+            )
+        prev_hash = entry.entry_hash
+    head = entries[-1].entry_hash if entries else ZERO_HASH
+    if head != new.head:
+        raise LedgerError(f"ledger head: expected {new.head} (checkpoint), got {head}")

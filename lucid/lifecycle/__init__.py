@@ -1,0 +1,1 @@
+"""A session's life: the state machine, reconciliation, retention, limits and crypto-shredding."""
