@@ -37,7 +37,7 @@ def principal() -> Principal:
         subject="anonymous",
         tenant="default",
         scopes=frozenset(SCOPES),
-        token_id="scaffold",
+        token_id="scaffold",  # noqa: S106 - an id, not a secret
         expires_at=datetime.max.replace(tzinfo=UTC),
     )
 
