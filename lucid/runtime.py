@@ -17,8 +17,9 @@ from lucid.integrity.anchors import Anchor, make_anchor
 from lucid.integrity.ledger import Ledger
 from lucid.pipeline.codecs import Codec, get_codec
 from lucid.settings import Settings, load_settings
-from lucid.storage.blobs import BlobStore, FileBlobStore
+from lucid.storage.blobs import BlobStore
 from lucid.storage.datadir import PRIVATE_UMASK
+from lucid.storage.fs import FileBlobStore
 from lucid.storage.metadata import MetadataStore
 
 __all__ = ["Runtime", "SessionParams", "get_runtime", "reset_runtime"]
@@ -60,7 +61,21 @@ class Runtime:
 
     @cached_property
     def blobs(self) -> BlobStore:
-        return FileBlobStore(self.settings.blobs_path)
+        """The blob backend BLOB_BACKEND names: files under DATA_DIR/blobs, or S3."""
+        s = self.settings
+        if s.blob_backend == "s3":
+            from lucid.storage.s3 import S3BlobStore, s3_client
+
+            secret = s.s3_secret_access_key
+            client = s3_client(
+                s.s3_endpoint_url,
+                access_key_id=s.s3_access_key_id,
+                secret_access_key=secret.get_secret_value() if secret else None,
+                region=s.s3_region,
+                timeout_s=s.s3_timeout_s,
+            )
+            return S3BlobStore(client, s.s3_bucket or "")
+        return FileBlobStore(s.blobs_path)
 
     @cached_property
     def meta(self) -> MetadataStore:

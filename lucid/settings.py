@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lucid.errors import ConfigError
@@ -64,6 +64,16 @@ class Settings(BaseSettings):
     mongodb_timeout_s: float = Field(5.0, alias="MONGODB_TIMEOUT_SECONDS", gt=0, le=300)
     broker_timeout_s: float = Field(3.0, alias="BROKER_TIMEOUT_SECONDS", gt=0, le=300)
     health_timeout_s: float = Field(1.5, alias="HEALTH_TIMEOUT_SECONDS", gt=0, le=10)
+
+    # Where blobs live: files under DATA_DIR/blobs, or a bucket of an S3-compatible server.
+    # Without S3_ACCESS_KEY_ID boto3 finds credentials itself (AWS_ACCESS_KEY_ID, ~/.aws).
+    blob_backend: Literal["fs", "s3"] = Field("fs", alias="BLOB_BACKEND")
+    s3_endpoint_url: str | None = Field(None, alias="S3_ENDPOINT_URL")
+    s3_bucket: str | None = Field(None, alias="S3_BUCKET")
+    s3_access_key_id: str | None = Field(None, alias="S3_ACCESS_KEY_ID")
+    s3_secret_access_key: SecretStr | None = Field(None, alias="S3_SECRET_ACCESS_KEY")
+    s3_region: str = Field("us-east-1", alias="S3_REGION")
+    s3_timeout_s: float = Field(10.0, alias="S3_TIMEOUT_SECONDS", gt=0, le=300)
 
     anchor_backend: Literal["ledger", "http"] = Field("ledger", alias="ANCHOR_BACKEND")
     anchoring_url: str | None = Field(None, alias="BLOCKCHAIN_ANCHORING_URL")
@@ -128,6 +138,24 @@ class Settings(BaseSettings):
                 f"{self.task_soft_time_limit_s}, {self.task_time_limit_s}, "
                 f"{self.visibility_timeout_s}"
             )
+        if self.blob_backend == "s3":
+            missing = [
+                name
+                for name, value in (
+                    ("S3_ENDPOINT_URL", self.s3_endpoint_url),
+                    ("S3_BUCKET", self.s3_bucket),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"BLOB_BACKEND=s3 needs {' and '.join(missing)}")
+            if not (self.s3_endpoint_url or "").startswith(("http://", "https://")):
+                raise ValueError(
+                    f"S3_ENDPOINT_URL: expected an http:// or https:// URL, "
+                    f"got {self.s3_endpoint_url!r}"
+                )
+            if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+                raise ValueError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together")
         if self.anchor_backend == "http" and not self.anchoring_url:
             raise ValueError("ANCHOR_BACKEND=http needs BLOCKCHAIN_ANCHORING_URL")
         return self

@@ -1,4 +1,4 @@
-"""Session-wide real servers: redis-server and SecantusDB on free ports."""
+"""Session-wide real servers: redis-server, SecantusDB and SeaweedFS on free ports."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pymongo
 import pytest
 
-from cli.servers import start_redis, start_secantus
+from cli.servers import seaweedfs_credentials, start_redis, start_seaweedfs, start_secantus
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +31,29 @@ def mongodb_url(servers_dir: Path) -> Iterator[str]:
     proc, url = start_secantus(servers_dir / "secantus")
     yield url
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_url(servers_dir: Path) -> Iterator[str]:
+    """Endpoint of a real S3 server (SeaweedFS) started for this test session, on first use.
+
+    Its bucket "lucid" exists; `s3_env` has the credentials."""
+    proc, url = start_seaweedfs(servers_dir / "seaweedfs")
+    yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_env(s3_url: str, servers_dir: Path) -> dict[str, str]:
+    """The settings that point Lucid's blob store at the session's SeaweedFS bucket."""
+    access, secret = seaweedfs_credentials(servers_dir / "seaweedfs")
+    return {
+        "BLOB_BACKEND": "s3",
+        "S3_ENDPOINT_URL": s3_url,
+        "S3_BUCKET": "lucid",
+        "S3_ACCESS_KEY_ID": access,
+        "S3_SECRET_ACCESS_KEY": secret,
+    }
 
 
 @pytest.fixture

@@ -1,26 +1,43 @@
-"""The BlobStore contract, run against every implementation (add S3 to STORES later)."""
+"""The BlobStore contract, run against every backend: the filesystem and S3 (SeaweedFS)."""
 
 from __future__ import annotations
 
 import os
-import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from lucid.errors import InvalidInput
-from lucid.storage.blobs import BlobStore, FileBlobStore
+from lucid.storage.blobs import BlobStore
+from lucid.storage.fs import FileBlobStore
+from lucid.storage.s3 import S3BlobStore, s3_client
 
-STORES: dict[str, Callable[[Path], BlobStore]] = {
-    "file": lambda tmp: FileBlobStore(tmp / "blobs"),
-}
+MIB = 1024 * 1024
 
 
-@pytest.fixture(params=sorted(STORES))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
-    return STORES[request.param](tmp_path)
+def s3_store(env: dict[str, str], bucket: str | None = None) -> S3BlobStore:
+    """A store on the session's SeaweedFS; multipart from 6 MiB so the tests exercise it."""
+    client = s3_client(
+        env["S3_ENDPOINT_URL"],
+        access_key_id=env["S3_ACCESS_KEY_ID"],
+        secret_access_key=env["S3_SECRET_ACCESS_KEY"],
+    )
+    return S3BlobStore(
+        client, bucket or env["S3_BUCKET"], multipart_threshold=6 * MIB, part_size=5 * MIB
+    )
+
+
+@pytest.fixture(params=["fs", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    if request.param == "fs":
+        yield FileBlobStore(tmp_path / "blobs")
+        return
+    # SeaweedFS starts only when an s3 case runs; the bucket is emptied between tests.
+    s3 = s3_store(request.getfixturevalue("s3_env"))
+    yield s3
+    s3.delete_prefix("")
 
 
 def test_round_trip_and_streaming_read(store: BlobStore) -> None:
@@ -72,6 +89,7 @@ def test_unsafe_keys_are_rejected_everywhere(store: BlobStore, key: str) -> None
         lambda: store.open(key),
         lambda: store.exists(key),
         lambda: store.size(key),
+        lambda: store.read_range(key, 0, 1),
         lambda: store.delete(key),
     ]
     for call in calls:
@@ -138,23 +156,40 @@ def test_concurrent_puts_of_one_key_have_one_winner(store: BlobStore) -> None:
     assert list(store.keys("race/")) == ["race/key"]
 
 
-def test_file_store_leaves_no_temp_files(tmp_path: Path) -> None:
-    store = FileBlobStore(tmp_path / "root")
-    store.put("a/b", b"1")
-    store.put("a/b", b"2")
-    store.put("a/c", b"3", durable=False)
-    assert sorted(p.name for p in (tmp_path / "root" / "a").iterdir()) == ["b", "c"]
+def test_read_range_reads_a_slice(store: BlobStore) -> None:
+    data = os.urandom(10_000)
+    store.put("r/blob", data)
+    assert store.read_range("r/blob", 0, 10) == data[:10]
+    assert store.read_range("r/blob", 4096, 1000) == data[4096:5096]
+    assert store.read_range("r/blob", 9_990, 100) == data[9_990:]  # shorter at the end
+    assert store.read_range("r/blob", 10_000, 5) == b""  # empty past it
+    assert store.read_range("r/blob", 5, 0) == b""
+    with pytest.raises(FileNotFoundError):
+        store.read_range("r/missing", 0, 10)
+    with pytest.raises(InvalidInput):
+        store.read_range("r/blob", -1, 10)
 
 
-def test_blobs_and_their_folders_are_private_whatever_the_umask(tmp_path: Path) -> None:
-    old = os.umask(0o022)
-    try:
-        store = FileBlobStore(tmp_path / "blobs")
-        store.put("sessions/a/enc/0", b"ciphertext")
-        store.put("sessions/a/raw/0", b"plaintext", durable=False)
-    finally:
-        os.umask(old)
-    for key in ("sessions/a/enc/0", "sessions/a/raw/0"):
-        assert stat.S_IMODE((tmp_path / "blobs" / key).stat().st_mode) == 0o600, key
-    for folder in ("", "sessions", "sessions/a", "sessions/a/raw"):
-        assert stat.S_IMODE((tmp_path / "blobs" / folder).stat().st_mode) == 0o700, folder
+def test_large_blobs_are_written_once_whole(store: BlobStore) -> None:
+    # Above the S3 multipart threshold: parts, then a conditional complete.
+    payloads = [bytes([i]) * (12 * MIB + i) for i in range(3)]
+    results: list[bool] = [False] * len(payloads)
+    barrier = threading.Barrier(len(payloads))
+
+    def put(i: int) -> None:
+        barrier.wait()
+        results[i] = store.put("big/key", payloads[i])
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(len(payloads))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1
+    winner = payloads[results.index(True)]
+    assert store.size("big/key") == len(winner)
+    assert store.get("big/key") == winner
+    assert store.read_range("big/key", 5 * MIB - 2, 4) == winner[5 * MIB - 2 : 5 * MIB + 2]
+    assert store.put("big/key", payloads[0]) is False
+    with store.open("big/key") as blob:
+        assert blob.read(3 * MIB) + blob.read() == winner
