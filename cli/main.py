@@ -80,10 +80,18 @@ def cli() -> None:
 )
 @click.option("--port", default=8087, show_default=True, help="API port.")
 @click.option("--flower-port", default=5555, show_default=True, help="Flower port (0: no Flower).")
-def up(data_dir: Path, port: int, flower_port: int) -> None:
+@click.option(
+    "--blobs",
+    type=click.Choice(["fs", "s3"]),
+    default=None,
+    help="Blob backend (default: BLOB_BACKEND, else fs). s3 without S3_ENDPOINT_URL starts "
+    "SeaweedFS in DATA_DIR/seaweedfs.",
+)
+def up(data_dir: Path, port: int, flower_port: int, blobs: str | None) -> None:
     """Start the whole embedded stack in the foreground; Ctrl-C stops everything.
 
-    Starts redis-server and SecantusDB (unless REDIS_URL / MONGODB_URL are set), one
+    Starts redis-server and SecantusDB (unless REDIS_URL / MONGODB_URL are set), SeaweedFS
+    for `--blobs s3` (unless S3_ENDPOINT_URL is set), one
     Celery worker group per stage queue, Flower, and the API under gunicorn. A process
     that exits is restarted with backoff; SIGHUP, SIGINT and SIGTERM stop them all.
     Flower's dashboard and API need the user:password in DATA_DIR/flower-credentials
@@ -92,7 +100,15 @@ def up(data_dir: Path, port: int, flower_port: int) -> None:
     from cli.stack import ESSENTIAL, Stack, StackConfig
     from cli.supervisor import StopRequested, Supervisor, stop_on_signals
 
-    stack = Stack(StackConfig(data_dir=data_dir, api_port=port, flower_port=flower_port or None))
+    extra_env = {"BLOB_BACKEND": blobs} if blobs else {}
+    stack = Stack(
+        StackConfig(
+            data_dir=data_dir,
+            api_port=port,
+            flower_port=flower_port or None,
+            extra_env=extra_env,
+        )
+    )
     code = 1
     stack.check()
     with stop_on_signals() as disarm:

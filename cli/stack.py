@@ -1,5 +1,6 @@
-"""The embedded stack behind `lucid up`: Redis, SecantusDB, a worker group per stage
-queue, Flower and the API under gunicorn, all stopped together."""
+"""The embedded stack behind `lucid up`: Redis, SecantusDB (and SeaweedFS for
+BLOB_BACKEND=s3), a worker group per stage queue, Flower and the API under gunicorn, all
+stopped together."""
 
 from __future__ import annotations
 
@@ -14,7 +15,16 @@ from typing import Any
 
 import httpx
 
-from cli.servers import ManagedProcess, free_port, port_is_open, spawn, start_redis, start_secantus
+from cli.servers import (
+    ManagedProcess,
+    free_port,
+    port_is_open,
+    seaweedfs_credentials,
+    spawn,
+    start_redis,
+    start_seaweedfs,
+    start_secantus,
+)
 from lucid.crypto.keys import ensure_keys
 from lucid.settings import STAGES, Settings, load_settings
 from lucid.storage.datadir import secure_data_dir
@@ -23,7 +33,8 @@ from workers.profiles import beat_argv, worker_argv, worker_groups
 __all__ = ["ESSENTIAL", "Stack", "StackConfig", "flower_credentials"]
 
 # Without these nothing can make progress: `lucid up` stops if one of them keeps dying.
-ESSENTIAL = frozenset({"redis", "secantus", "api"})
+ESSENTIAL = frozenset({"redis", "secantus", "seaweedfs", "api"})
+EMBEDDED_BUCKET = "lucid"
 FLOWER_USER = "lucid"
 
 
@@ -39,6 +50,11 @@ def flower_credentials(data_dir: Path) -> Path:
         with os.fdopen(fd, "w") as f:
             f.write(f"{FLOWER_USER}:{secrets.token_urlsafe(24)}\n")
     return path
+
+
+def _embedded_s3(env: dict[str, str]) -> bool:
+    """BLOB_BACKEND=s3 with no S3_ENDPOINT_URL: the stack starts SeaweedFS for the blobs."""
+    return env.get("BLOB_BACKEND") == "s3" and not env.get("S3_ENDPOINT_URL")
 
 
 @dataclass
@@ -90,6 +106,14 @@ class Stack:
             if not env.get("MONGODB_URL"):
                 proc, env["MONGODB_URL"] = start_secantus(data_dir / "secantus")
                 self.procs.append(proc)
+            if _embedded_s3(env):
+                proc, env["S3_ENDPOINT_URL"] = start_seaweedfs(
+                    data_dir / "seaweedfs", bucket=env.setdefault("S3_BUCKET", EMBEDDED_BUCKET)
+                )
+                self.procs.append(proc)
+                access, secret = seaweedfs_credentials(data_dir / "seaweedfs")
+                env.update(S3_ACCESS_KEY_ID=access, S3_SECRET_ACCESS_KEY=secret)
+                self.urls["s3"] = env["S3_ENDPOINT_URL"]
             self.urls.update(redis=env["REDIS_URL"], mongodb=env["MONGODB_URL"])
             self.env = env
             settings = load_settings(env)
@@ -112,6 +136,8 @@ class Stack:
         """Fail on a bad setting or a taken port before anything is started."""
         cfg = self.config
         env = env or {**os.environ, **cfg.extra_env, "LUCID_DATA_DIR": str(cfg.data_dir.resolve())}
+        if _embedded_s3(env):  # start() fills in the SeaweedFS it starts
+            env = {**env, "S3_ENDPOINT_URL": "http://127.0.0.1", "S3_BUCKET": EMBEDDED_BUCKET}
         settings = load_settings(env)
         if port_is_open(cfg.api_port, cfg.api_host):
             raise RuntimeError(
