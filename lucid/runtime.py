@@ -121,6 +121,7 @@ class Runtime:
         """Connect and load keys now, so the first task does not pay for it."""
         self.meta.ping()
         _ = self.recipient_public
+        _ = self.blobs  # an S3 client costs ~1 s of imports and service-model loading
 
     def codec(self, params: SessionParams) -> Codec:
         return get_codec(params.compression, params.compression_level)

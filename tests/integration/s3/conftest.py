@@ -55,17 +55,14 @@ def stack(
     s3_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    """The embedded stack with its blobs in SeaweedFS; no Flower, lean worker groups."""
+    """The embedded stack with its blobs in SeaweedFS: the filesystem stack's workers, no Flower."""
     config = StackConfig(
         data_dir=tmp_path_factory.mktemp("stack-s3"),
         api_port=free_port(),
         flower_port=None,
-        extra_env=s3_stack_env(
-            redis_url, mongodb_url, s3_env, "lucid_it_s3", 8, COMPRESS_WORKERS="1",
-            ENCRYPT_WORKERS="1",
-        ),
+        extra_env=s3_stack_env(redis_url, mongodb_url, s3_env, "lucid_it_s3", 8),
         loglevel="WARNING",
-    )  # fmt: skip
+    )
     with Stack(config) as running:
         yield running
 
