@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     # The roles of this process, comma-separated (api, ingest, seal, anchor, restore, or
     # all): each loads only its keys and refuses to start holding a private key it must
     # not (lucid.crypto.roles). `lucid up` sets it per process.
-    roles: frozenset[str] = Field(frozenset({"all"}), alias="LUCID_ROLE")
+    role: str = Field("all", alias="LUCID_ROLE")
     # `lucid up` only: the API process also takes the restore role (server-side download).
     # False: no server holds recipient.key; recordings are read with `lucid get --key`.
     api_decrypts: bool = Field(True, alias="API_DECRYPTS")
@@ -116,17 +116,20 @@ class Settings(BaseSettings):
             parsed[match[1]] = int(match[2])
         return parsed
 
-    @field_validator("roles", mode="before")
+    @field_validator("role")
     @classmethod
-    def _parse_roles(cls, value: object) -> object:
-        """Parse `api,restore` into {"api", "restore"}; each one of ROLES."""
-        if not isinstance(value, str):
-            return value
-        names = frozenset(filter(None, (part.strip() for part in value.split(","))))
+    def _check_roles(cls, value: str) -> str:
+        """`api,restore`: comma-separated, each one of ROLES; stored sorted."""
+        names = {part.strip() for part in value.split(",")} - {""}
         unknown = sorted(names - set(ROLES))
         if not names or unknown:
             raise ValueError(f"expected roles from {', '.join(ROLES)}, got {value!r}")
-        return names
+        return ",".join(sorted(names))
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """The roles of this process (LUCID_ROLE)."""
+        return frozenset(self.role.split(","))
 
     @field_validator("chunk_size_mb")
     @classmethod
