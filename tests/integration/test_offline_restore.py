@@ -122,7 +122,7 @@ def test_an_api_given_the_recipient_key_refuses_to_start(
 ) -> None:
     master = sealed[2].settings.keys_path
     role_env = {**env, "LUCID_ROLE": "api", "LUCID_KEY_DIR": str(master)}
-    with pytest.raises(RuntimeError, match="role api must not hold ledger.key, recipient.key"):
+    with pytest.raises(RuntimeError, match=r"role api must not hold ledger\.key, recipient\.key"):
         start_api(tmp_path / "data", role_env, timeout=60, logs=tmp_path / "logs")
 
 

@@ -65,9 +65,9 @@ def test_a_process_holding_a_forbidden_private_key_refuses_to_start(
 
 
 def test_a_role_may_not_load_another_roles_key_even_if_the_file_is_there(master: Path) -> None:
-    with pytest.raises(KeyMaterialError, match="role api may not load recipient.key"):
+    with pytest.raises(KeyMaterialError, match=r"role api may not load recipient\.key"):
         load_recipient_private_for({"api"}, master)
-    with pytest.raises(KeyMaterialError, match="role ingest may not load ledger.key"):
+    with pytest.raises(KeyMaterialError, match=r"role ingest may not load ledger\.key"):
         load_ledger_signing_key_for({"ingest"}, master)
     assert load_recipient_private_for({"restore"}, master) is not None
     assert load_ledger_signing_key_for({"anchor"}, master) is not None
