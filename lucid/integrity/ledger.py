@@ -1,6 +1,19 @@
-"""The default anchor store: an append-only, hash-chained, Ed25519-signed JSON Lines file.
+"""The anchor ledger: append-only, hash-chained, Ed25519-signed entries.
 
-Each line is one entry (keys sorted, no spaces):
+Two backends share everything that decides trust (`SignedLedger`: entry format, chain
+checks, checkpoints, consistency) and differ only in storage:
+
+* `DbLedger` (`lucid.integrity.ledger_db`, LEDGER_BACKEND=db, the default): documents in
+  the shared metadata store; every host sees the same ledger, verification opens no
+  local file, and one writer per seq is enforced by compare-and-set (a unique index).
+* `Ledger` (here, LEDGER_BACKEND=file): a JSON Lines file on one host, for a deployment
+  with no shared database to trust, or to keep the ledger off the metadata server. Every
+  reader and the anchor worker must share its file system.
+
+The default is the database because the file is state only one host can see: an API or
+verifier on another host cannot read it, and two anchor hosts would fork it.
+
+Each file line, and each document, is one entry (keys sorted, no spaces in the file):
 
     {"entry_hash", "prev_hash", "root", "seq", "session_id", "signature", "time", "tree_size"}
 
@@ -9,17 +22,19 @@ Each line is one entry (keys sorted, no spaces):
     prev_hash  = the previous entry's entry_hash, 64 zeros for seq 0
     signature  = hex Ed25519 signature over the 32 raw bytes of entry_hash
 
-Appends from several processes are serialised by flock on a sidecar `<name>.lock` file;
-each append writes one whole line and fsyncs it. An append that fails (a full disk, say)
-truncates the file back to where it was and raises AnchorUnavailable, so the anchor task
-retries it; a crash mid-write can still leave a partial last line, which readers ignore
-(no append that wrote it ever returned) and the next append drops, logging the repair.
+File backend: appends from several processes are serialised by flock on a sidecar
+`<name>.lock` file; each append writes one whole line and fsyncs it. An append that
+fails (a full disk, say) truncates the file back to where it was and raises
+AnchorUnavailable, so the anchor task retries it; a crash mid-write can still leave a
+partial last line, which readers ignore (no append that wrote it ever returned) and the
+next append drops, logging the repair.
 
 A session's entry is trusted only in its place: `find` checks the chain from seq 0 up
 to it (seq, prev_hash, entry_hash, signature), so reordered or removed entries are caught.
 
 After each append the anchor side, which alone holds the signing key, writes a signed
-checkpoint of the head (`lucid.integrity.checkpoint`) to `<name>.checkpoint.json`. A verifier who
+checkpoint of the head (`lucid.integrity.checkpoint`): to `<name>.checkpoint.json` for the
+file, to the ledger_checkpoints collection for the database. A verifier who
 kept an older checkpoint proves the current ledger extends it with `verify_consistency`:
 the hash chain itself is the consistency proof (the entries from the old head on must
 link forward to the new head). A Merkle tree over the entries (RFC 9162 §2.1.4) would give
