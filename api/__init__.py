@@ -18,7 +18,7 @@ def create_app(runtime: Runtime | None = None, test_config: dict[str, Any] | Non
     rt = app.extensions["lucid"] = runtime or get_runtime()
     rt.meta.ensure_indexes()
 
-    from api import chunks, errors, health, keepalive, ledger, sessions
+    from api import bundle, chunks, errors, health, keepalive, ledger, sessions
 
     errors.register(app)
     keepalive.register(app)
@@ -26,6 +26,7 @@ def create_app(runtime: Runtime | None = None, test_config: dict[str, Any] | Non
     app.register_blueprint(sessions.bp)
     app.register_blueprint(chunks.bp)
     app.register_blueprint(ledger.bp)
+    app.register_blueprint(bundle.bp)
     return app
 
 

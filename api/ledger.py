@@ -1,7 +1,8 @@
 """The anchor ledger's signed head and the proof that it extends an older head.
 
-The API holds no signing key: it serves the checkpoint that the anchor side wrote after
-its last append, and the entries a client needs to check consistency itself.
+The API holds no signing key (its role may not: lucid.crypto.roles): it serves the
+checkpoint that the anchor side wrote after its last append, and the entries a client
+needs to check consistency itself, read from the shared store (LEDGER_BACKEND=db).
 """
 
 from __future__ import annotations

@@ -259,3 +259,14 @@ class Client:
             raise ApiError(502, {"message": f"download ended after {written} of {expected} bytes"})
         tmp.replace(out)
         return written
+
+    def bundle(self, session_id: str) -> dict[str, Any]:
+        """What an offline restore needs: leaves, key envelope, signed ledger entry."""
+        return dict(self._json(self.http.get(f"/api/v1/sessions/{session_id}/bundle")))
+
+    def chunk_ciphertext(self, session_id: str, index: int) -> bytes:
+        """A chunk's stored ciphertext, unchecked (lucid.integrity.offline checks it)."""
+        response = self.http.get(f"/api/v1/sessions/{session_id}/bundle/chunks/{index}")
+        if response.status_code >= 400:
+            self._json(response)
+        return response.content

@@ -295,14 +295,46 @@ def status(session_id: str, as_json: bool, api_url: str) -> None:
 @cli.command()
 @click.argument("session_id")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="recipient.key: verify and decrypt here, on this machine (the server only hands "
+    "over ciphertext, the wrapped key and the signed ledger entry).",
+)
+@click.option(
+    "--ledger-pub",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="With --key: the ledger public key (PEM) to trust. Default: the key of "
+    "--checkpoint, else ledger.pub in $LUCID_KEY_DIR or DATA_DIR/keys.",
+)
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="With --key: a checkpoint kept earlier (`lucid checkpoint`); its key is trusted.",
+)
 @API_OPTION
-def get(session_id: str, output: Path, api_url: str) -> None:
+def get(
+    session_id: str,
+    output: Path,
+    key_file: Path | None,
+    ledger_pub: Path | None,
+    checkpoint_file: Path | None,
+    api_url: str,
+) -> None:
     """Download a recording; exits 0 only when every chunk verified against the root."""
     folder = output.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):
         state = "not writable" if folder.is_dir() else "no such directory"
         _fail(f"expected a writable directory for {output}, got {folder}: {state}")
     client = Client(api_url)
+    if key_file is not None:
+        _get_offline(client, session_id, output, key_file, ledger_pub, checkpoint_file)
+        return
     try:
         size = client.status(session_id).get("bytes_received") or 0
         with tqdm(total=size, unit="B", unit_scale=True, desc="download", file=sys.stderr) as bar:
@@ -311,6 +343,82 @@ def get(session_id: str, output: Path, api_url: str) -> None:
         chunk = exc.body.get("chunk_index")
         _fail(f"{exc}" + (f" (chunk {chunk})" if chunk is not None else ""))
     click.echo(f"{output}: {written} bytes, every chunk verified", err=True)
+
+
+def _trusted_ledger_key(ledger_pub: Path | None, checkpoint_file: Path | None) -> Any:
+    """The ledger public key the user trusts: a PEM file, a kept checkpoint's, or local."""
+    from cryptography.hazmat.primitives import serialization
+
+    from lucid.crypto.keys import load_ledger_verify_key
+    from lucid.integrity.checkpoint import Checkpoint
+    from lucid.settings import load_settings
+
+    if ledger_pub is not None:
+        return serialization.load_pem_public_key(ledger_pub.read_bytes())
+    if checkpoint_file is not None:
+        kept = Checkpoint.from_dict(json.loads(checkpoint_file.read_text()))
+        kept.verify()
+        return kept.public_key()
+    return load_ledger_verify_key(load_settings().keys_path)
+
+
+def _get_offline(
+    client: Client,
+    session_id: str,
+    output: Path,
+    key_file: Path,
+    ledger_pub: Path | None,
+    checkpoint_file: Path | None,
+) -> None:
+    """`get --key`: verify every chunk against the anchored root and decrypt here."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from lucid.integrity.offline import Bundle, decrypt_chunks
+
+    try:
+        ledger_key = _trusted_ledger_key(ledger_pub, checkpoint_file)
+        recipient = serialization.load_pem_private_key(key_file.read_bytes(), None)
+    except (LucidError, OSError, ValueError, TypeError) as exc:
+        _fail(f"cannot load the keys: {exc}")
+    if not isinstance(recipient, X25519PrivateKey):
+        _fail(f"{key_file}: expected an X25519 private key, got {type(recipient).__name__}")
+        return
+    if not isinstance(ledger_key, Ed25519PublicKey):
+        _fail(f"ledger key: expected an Ed25519 public key, got {type(ledger_key).__name__}")
+        return
+    tmp = output.with_name(output.name + ".part")
+    try:
+        bundle = Bundle.from_dict(client.bundle(session_id))
+        size = sum(leaf.plaintext_len for leaf in bundle.leaves)
+
+        def fetch(index: int) -> bytes:
+            return client.chunk_ciphertext(session_id, index)
+
+        written = 0
+        with (
+            open(tmp, "wb") as f,
+            tqdm(total=size, unit="B", unit_scale=True, desc="get", file=sys.stderr) as bar,
+        ):
+            for data in decrypt_chunks(bundle, ledger_key, recipient, fetch):
+                f.write(data)
+                written += len(data)
+                bar.update(len(data))
+            f.flush()
+            os.fsync(f.fileno())
+    except ApiError as exc:
+        tmp.unlink(missing_ok=True)
+        _fail(str(exc))
+    except LucidError as exc:  # names the chunk and the field that failed
+        tmp.unlink(missing_ok=True)
+        _fail(str(exc))
+    tmp.replace(output)
+    click.echo(
+        f"{output}: {written} bytes, every chunk verified against the anchored root and "
+        "decrypted here",
+        err=True,
+    )
 
 
 @cli.command()

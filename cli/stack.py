@@ -26,6 +26,7 @@ from cli.servers import (
     start_secantus,
 )
 from lucid.crypto.keys import ensure_keys
+from lucid.crypto.roles import make_role_key_dir
 from lucid.settings import STAGES, Settings, load_settings
 from lucid.storage.datadir import secure_data_dir
 from workers.profiles import beat_argv, worker_argv, worker_groups
@@ -119,18 +120,28 @@ class Stack:
             settings = load_settings(env)
             for group in worker_groups(settings, cfg.stages):
                 argv = worker_argv(group, loglevel=cfg.loglevel)
-                self.procs.append(spawn(f"worker-{group.stage}", argv, logs, env))
-            self.procs.append(self._beat(env, logs))
+                group_env = self._role_env(env, settings, (group.role,))
+                self.procs.append(spawn(f"worker-{group.stage}", argv, logs, group_env))
+            self.procs.append(self._beat(self._role_env(env, settings, ("seal",)), logs))
             if cfg.flower_port:
-                self.procs.append(self._flower(env, logs))
+                self.procs.append(self._flower(self._role_env(env, settings, ("seal",)), logs))
                 self.urls["flower"] = f"http://127.0.0.1:{cfg.flower_port}"
-            self.procs.append(self._api(env, logs))
+            api_roles = ("api", "restore") if settings.api_decrypts else ("api",)
+            self.procs.append(self._api(self._role_env(env, settings, api_roles), logs))
             self.urls["api"] = self.api_url
             self._wait_ready(settings)
         except BaseException:
             self.stop()
             raise
         return self
+
+    @staticmethod
+    def _role_env(
+        env: dict[str, str], settings: Settings, roles: tuple[str, ...]
+    ) -> dict[str, str]:
+        """`env` for a process in `roles`: its own key directory holding only its keys."""
+        key_dir = make_role_key_dir(settings.keys_path, settings.data_dir / "role-keys", roles)
+        return {**env, "LUCID_ROLE": ",".join(roles), "LUCID_KEY_DIR": str(key_dir)}
 
     def check(self, env: dict[str, str] | None = None) -> Settings:
         """Fail on a bad setting or a taken port before anything is started."""

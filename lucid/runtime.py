@@ -8,13 +8,19 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from lucid.crypto.aead import ChunkContext
 from lucid.crypto.keys import ensure_keys, load_ledger_verify_key, load_recipient_public
+from lucid.crypto.roles import (
+    check_role_keys,
+    load_ledger_signing_key_for,
+    load_recipient_private_for,
+)
 from lucid.errors import ConfigError, NotFound
 from lucid.integrity.anchors import Anchor, make_anchor
-from lucid.integrity.ledger import Ledger
+from lucid.integrity.ledger import Ledger, SignedLedger
+from lucid.integrity.ledger_db import DbLedger
 from lucid.pipeline.codecs import Codec, get_codec
 from lucid.settings import Settings, load_settings
 from lucid.storage.blobs import BlobStore
@@ -59,6 +65,17 @@ class Runtime:
     settings: Settings
     _params: dict[str, SessionParams] = field(default_factory=dict, repr=False)
 
+    def __post_init__(self) -> None:
+        # Fail at start-up, not at the first request, if this process holds a key its
+        # roles must not (lucid.crypto.roles).
+        check_role_keys(self.settings.roles, self.settings.keys_path)
+
+    def _ensure_keys(self) -> None:
+        """Create missing keys, in the all-in-one role only: a role's key directory is
+        provisioned from outside and a missing file is an error, not a new key set."""
+        if "all" in self.settings.roles:
+            ensure_keys(self.settings.keys_path)
+
     @cached_property
     def blobs(self) -> BlobStore:
         """The blob backend BLOB_BACKEND names: files under DATA_DIR/blobs, or S3."""
@@ -89,33 +106,42 @@ class Runtime:
     @cached_property
     def anchor(self) -> Anchor:
         s = self.settings
-        ensure_keys(s.keys_path)
-        return make_anchor(
-            s.anchor_backend,
-            ledger_path=s.ledger_path,
-            key_dir=s.keys_path,
-            url=s.anchoring_url,
-            timeout=s.anchor_timeout_s,
-            retries=s.anchor_retries,
-        )
+        if s.anchor_backend == "http":
+            return make_anchor("http", url=s.anchoring_url, timeout=s.anchor_timeout_s,
+                               retries=s.anchor_retries)  # fmt: skip
+        return make_anchor("ledger", ledger=self._open_ledger(signing=True))
+
+    def _open_ledger(self, *, signing: bool) -> SignedLedger:
+        s = self.settings
+        self._ensure_keys()
+        verify_key = load_ledger_verify_key(s.keys_path)
+        # The signing key is loaded at the first append, and only in a role that may hold
+        # it (anchor): a process that only confirms receipts never reads ledger.key.
+        signer = (lambda: load_ledger_signing_key_for(s.roles, s.keys_path)) if signing else None
+        if s.ledger_backend == "file":
+            return Ledger(s.ledger_path, signer, verify_key)
+        return DbLedger(self.meta, signer, verify_key)
 
     @cached_property
-    def ledger(self) -> Ledger:
-        """The local ledger, opened to read and verify only: no signing key is loaded.
+    def ledger(self) -> SignedLedger:
+        """The ledger, opened to read and verify only: no signing key is loaded.
 
-        Appends go through `anchor` in the anchor role, which loads ledger.key at its first
-        append; the API serves checkpoints that the anchor side signed.
+        Appends go through `anchor` in the anchor role; the API serves checkpoints that
+        the anchor side signed, read from the shared store (LEDGER_BACKEND=db).
         """
-        s = self.settings
-        if s.anchor_backend != "ledger":
-            raise NotFound(f"no local ledger: ANCHOR_BACKEND is {s.anchor_backend!r}")
-        ensure_keys(s.keys_path)
-        return Ledger(s.ledger_path, None, load_ledger_verify_key(s.keys_path))
+        if self.settings.anchor_backend != "ledger":
+            raise NotFound(f"no ledger: ANCHOR_BACKEND is {self.settings.anchor_backend!r}")
+        return self._open_ledger(signing=False)
 
     @cached_property
     def recipient_public(self) -> X25519PublicKey:
-        ensure_keys(self.settings.keys_path)
+        self._ensure_keys()
         return load_recipient_public(self.settings.keys_path)
+
+    def recipient_private(self) -> X25519PrivateKey:
+        """recipient.key, for a process in the restore role (else KeyMaterialError)."""
+        self._ensure_keys()
+        return load_recipient_private_for(self.settings.roles, self.settings.keys_path)
 
     def warm_up(self) -> None:
         """Connect and load keys now, so the first task does not pay for it."""

@@ -24,6 +24,8 @@ from lucid.errors import ConfigError
 log = logging.getLogger(__name__)
 
 STAGES: tuple[str, ...] = ("compress", "encrypt", "hash", "merkle", "anchor")
+# What a process is for, and so which keys it may hold (lucid.crypto.roles).
+ROLES: tuple[str, ...] = ("api", "ingest", "seal", "anchor", "restore", "all")
 COMPRESSION_LEVELS: dict[str, tuple[int, int]] = {"zstd": (1, 22), "gzip": (0, 9), "none": (0, 0)}
 MIB = 1024 * 1024
 # Read outside Settings (by the CLI), so not unknown even though no field has them.
@@ -79,6 +81,16 @@ class Settings(BaseSettings):
     anchoring_url: str | None = Field(None, alias="BLOCKCHAIN_ANCHORING_URL")
     anchor_timeout_s: float = Field(10.0, alias="ANCHOR_TIMEOUT_SECONDS", gt=0)
     anchor_retries: int = Field(3, alias="ANCHOR_RETRY_COUNT", ge=0, le=20)
+    # Where the signed ledger lives: "db" (the shared metadata store, seen by every host)
+    # or "file" (a JSON Lines file under DATA_DIR: one host only).
+    ledger_backend: Literal["db", "file"] = Field("db", alias="LEDGER_BACKEND")
+    # The roles of this process, comma-separated (api, ingest, seal, anchor, restore, or
+    # all): each loads only its keys and refuses to start holding a private key it must
+    # not (lucid.crypto.roles). `lucid up` sets it per process.
+    role: str = Field("all", alias="LUCID_ROLE")
+    # `lucid up` only: the API process also takes the restore role (server-side download).
+    # False: no server holds recipient.key; recordings are read with `lucid get --key`.
+    api_decrypts: bool = Field(True, alias="API_DECRYPTS")
 
     max_recording_mb: float = Field(16384.0, alias="MAX_RECORDING_MB", gt=0)
     task_soft_time_limit_s: int = Field(300, alias="TASK_SOFT_TIME_LIMIT", ge=1)
@@ -113,6 +125,21 @@ class Settings(BaseSettings):
                 raise ValueError(f"tenant {match[1]!r} is given twice")
             parsed[match[1]] = int(match[2])
         return parsed
+
+    @field_validator("role")
+    @classmethod
+    def _check_roles(cls, value: str) -> str:
+        """`api,restore`: comma-separated, each one of ROLES; stored sorted."""
+        names = {part.strip() for part in value.split(",")} - {""}
+        unknown = sorted(names - set(ROLES))
+        if not names or unknown:
+            raise ValueError(f"expected roles from {', '.join(ROLES)}, got {value!r}")
+        return ",".join(sorted(names))
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """The roles of this process (LUCID_ROLE)."""
+        return frozenset(self.role.split(","))
 
     @field_validator("chunk_size_mb")
     @classmethod

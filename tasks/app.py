@@ -5,13 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 from celery.utils.log import get_logger
 
 app = Celery("lucid")
 app.config_from_object("celeryconfig")
 app.autodiscover_tasks(["tasks"], related_name="pipeline", force=True)
 import tasks.pipeline  # noqa: E402,F401  - registers the tasks
+
+
+@worker_init.connect
+def _check_role_keys(**_: Any) -> None:
+    """Refuse to start a worker that holds a private key its role must not.
+
+    SystemExit, because Celery logs and swallows an Exception raised by a signal handler
+    and would start the worker anyway."""
+    from lucid.crypto.roles import check_role_keys
+    from lucid.errors import KeyMaterialError
+    from lucid.settings import load_settings
+
+    settings = load_settings()
+    try:
+        check_role_keys(settings.roles, settings.keys_path)
+    except KeyMaterialError as exc:
+        get_logger(__name__).critical("event=worker_refused reason=%s", exc)
+        raise SystemExit(f"error: {exc}") from None
 
 
 @worker_process_init.connect

@@ -13,7 +13,17 @@ from pathlib import Path
 
 from lucid.settings import STAGES, Settings
 
-__all__ = ["WorkerGroup", "beat_argv", "worker_argv", "worker_groups"]
+__all__ = ["STAGE_ROLES", "WorkerGroup", "beat_argv", "worker_argv", "worker_groups"]
+
+# The role each stage's workers run in (lucid.crypto.roles): compress/encrypt/hash hold
+# no private key, merkle none, anchor only the ledger signing key.
+STAGE_ROLES = {
+    "compress": "ingest",
+    "encrypt": "ingest",
+    "hash": "ingest",
+    "merkle": "seal",
+    "anchor": "anchor",
+}
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,11 @@ class WorkerGroup:
     @property
     def node_name(self) -> str:
         return f"{self.stage}@%h"
+
+    @property
+    def role(self) -> str:
+        """The role (LUCID_ROLE) this group's processes run in."""
+        return STAGE_ROLES[self.stage]
 
 
 def worker_groups(settings: Settings, stages: tuple[str, ...] | None = None) -> list[WorkerGroup]:

@@ -1,7 +1,7 @@
 """Anchoring a session's Merkle root: one `Anchor` interface, a local and an HTTP backend.
 
-* `LedgerAnchor` appends to the local signed ledger (`lucid.integrity.ledger`); receipts are
-  confirmed at once.
+* `LedgerAnchor` appends to the signed ledger (`lucid.integrity.ledger`; in the shared
+  database by default, `lucid.integrity.ledger_db`); receipts are confirmed at once.
 * `HttpAnchor` talks to the "blockchain core" anchoring service:
 
       POST {base}/anchor  {"session_id", "root", "tree_size"}  -> {"receipt_id", "status", ...}
@@ -20,12 +20,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
-from lucid.crypto.keys import load_ledger_signing_key, load_ledger_verify_key
 from lucid.errors import AnchorError, AnchorUnavailable, ConfigError, InvalidInput, LedgerError
-from lucid.integrity.ledger import Ledger, LedgerEntry
+from lucid.integrity.ledger import LedgerEntry, SignedLedger
 
 __all__ = ["Anchor", "HttpAnchor", "LedgerAnchor", "Receipt", "make_anchor"]
 
@@ -93,7 +91,7 @@ class LedgerAnchor:
 
     backend = "ledger"
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: SignedLedger) -> None:
         self.ledger = ledger
 
     def submit(self, session_id: str, root: bytes, tree_size: int) -> Receipt:
@@ -257,19 +255,16 @@ class HttpAnchor:
 def make_anchor(
     backend: str,
     *,
-    ledger_path: Path,
-    key_dir: Path,
-    url: str | None,
-    timeout: float,
-    retries: int,
+    ledger: SignedLedger | None = None,
+    url: str | None = None,
+    timeout: float = 10.0,
+    retries: int = 3,
 ) -> Anchor:
-    """The configured anchor: "ledger" (local signed ledger) or "http" (anchoring service)."""
+    """The configured anchor: "ledger" (the signed ledger, opened by the caller with a
+    signing-key loader) or "http" (anchoring service)."""
     if backend == "ledger":
-        # The signing key is loaded at the first append, so a process that only confirms
-        # receipts (the API) never reads ledger.key: only the anchor role needs it.
-        ledger = Ledger(
-            ledger_path, lambda: load_ledger_signing_key(key_dir), load_ledger_verify_key(key_dir)
-        )
+        if ledger is None:
+            raise ConfigError("ANCHOR_BACKEND=ledger needs a ledger")
         return LedgerAnchor(ledger)
     if backend == "http":
         if not url:

@@ -1,6 +1,19 @@
-"""The default anchor store: an append-only, hash-chained, Ed25519-signed JSON Lines file.
+"""The anchor ledger: append-only, hash-chained, Ed25519-signed entries.
 
-Each line is one entry (keys sorted, no spaces):
+Two backends share everything that decides trust (`SignedLedger`: entry format, chain
+checks, checkpoints, consistency) and differ only in storage:
+
+* `DbLedger` (`lucid.integrity.ledger_db`, LEDGER_BACKEND=db, the default): documents in
+  the shared metadata store; every host sees the same ledger, verification opens no
+  local file, and one writer per seq is enforced by compare-and-set (a unique index).
+* `Ledger` (here, LEDGER_BACKEND=file): a JSON Lines file on one host, for a deployment
+  with no shared database to trust, or to keep the ledger off the metadata server. Every
+  reader and the anchor worker must share its file system.
+
+The default is the database because the file is state only one host can see: an API or
+verifier on another host cannot read it, and two anchor hosts would fork it.
+
+Each file line, and each document, is one entry (keys sorted, no spaces in the file):
 
     {"entry_hash", "prev_hash", "root", "seq", "session_id", "signature", "time", "tree_size"}
 
@@ -9,17 +22,19 @@ Each line is one entry (keys sorted, no spaces):
     prev_hash  = the previous entry's entry_hash, 64 zeros for seq 0
     signature  = hex Ed25519 signature over the 32 raw bytes of entry_hash
 
-Appends from several processes are serialised by flock on a sidecar `<name>.lock` file;
-each append writes one whole line and fsyncs it. An append that fails (a full disk, say)
-truncates the file back to where it was and raises AnchorUnavailable, so the anchor task
-retries it; a crash mid-write can still leave a partial last line, which readers ignore
-(no append that wrote it ever returned) and the next append drops, logging the repair.
+File backend: appends from several processes are serialised by flock on a sidecar
+`<name>.lock` file; each append writes one whole line and fsyncs it. An append that
+fails (a full disk, say) truncates the file back to where it was and raises
+AnchorUnavailable, so the anchor task retries it; a crash mid-write can still leave a
+partial last line, which readers ignore (no append that wrote it ever returned) and the
+next append drops, logging the repair.
 
 A session's entry is trusted only in its place: `find` checks the chain from seq 0 up
 to it (seq, prev_hash, entry_hash, signature), so reordered or removed entries are caught.
 
 After each append the anchor side, which alone holds the signing key, writes a signed
-checkpoint of the head (`lucid.integrity.checkpoint`) to `<name>.checkpoint.json`. A verifier who
+checkpoint of the head (`lucid.integrity.checkpoint`): to `<name>.checkpoint.json` for the
+file, to the ledger_checkpoints collection for the database. A verifier who
 kept an older checkpoint proves the current ledger extends it with `verify_consistency`:
 the hash chain itself is the consistency proof (the entries from the old head on must
 link forward to the new head). A Merkle tree over the entries (RFC 9162 §2.1.4) would give
@@ -120,21 +135,22 @@ class LedgerEntry:
         return cls(**data)
 
 
-class Ledger:
-    """Append-only signed ledger at `path`; the signing key is needed only to append.
+class SignedLedger:
+    """What every ledger backend shares: entry building, the chain checks and the readers.
 
+    A backend supplies `append`, `_all_entries`, `_entries_through`, `_stored_checkpoint`
+    and `_snapshot`; everything that decides whether an entry is trusted lives here, once.
     `signing_key` may be a loader, called at the first append: a process that only
     verifies (the API) never reads the key.
     """
 
-    def __init__(
-        self, path: Path, signing_key: SigningKey | None, verify_key: Ed25519PublicKey
-    ) -> None:
-        self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self.checkpoint_path = self.path.with_name(self.path.name + ".checkpoint.json")
+    def __init__(self, signing_key: SigningKey | None, verify_key: Ed25519PublicKey) -> None:
         self._signing_key = signing_key
         self.verify_key = verify_key
+
+    def _where(self, position: int) -> str:
+        """How an error names the entry at 1-based `position`."""
+        return f"ledger position {position}"
 
     def _signer(self) -> Ed25519PrivateKey:
         if self._signing_key is None:
@@ -142,6 +158,165 @@ class Ledger:
         if not isinstance(self._signing_key, Ed25519PrivateKey):
             self._signing_key = self._signing_key()
         return self._signing_key
+
+    def _check_entry(self, entry: LedgerEntry, line: int) -> None:
+        where = f"{self._where(line)} (seq {entry.seq})"
+        computed = entry_hash_of(entry.body())
+        if computed != entry.entry_hash:
+            raise LedgerError(f"{where}: expected entry_hash {computed}, got {entry.entry_hash}")
+        try:
+            self.verify_key.verify(bytes.fromhex(entry.signature), bytes.fromhex(entry.entry_hash))
+        except InvalidSignature:
+            raise LedgerError(
+                f"{where}: expected a signature by the ledger key, got one that does not verify"
+            ) from None
+
+    def _check_chain(self, entries: list[LedgerEntry], count: int) -> None:
+        """Check the first `count` entries: place (seq), link (prev_hash), hash, signature."""
+        prev_hash, seen = ZERO_HASH, set()
+        for line, entry in enumerate(entries[:count], start=1):
+            where = self._where(line)
+            if entry.seq != line - 1:
+                raise LedgerError(f"{where}: expected seq {line - 1}, got {entry.seq}")
+            if entry.prev_hash != prev_hash:
+                raise LedgerError(f"{where}: expected prev_hash {prev_hash}, got {entry.prev_hash}")
+            self._check_entry(entry, line)
+            if entry.session_id in seen:
+                raise LedgerError(f"{where}: session {entry.session_id} is anchored twice")
+            seen.add(entry.session_id)
+            prev_hash = entry.entry_hash
+
+    @staticmethod
+    def _check_append(session_id: str, root: bytes) -> str:
+        if not isinstance(session_id, str) or not session_id:
+            raise InvalidInput(f"expected a session id, got {session_id!r}")
+        if not isinstance(root, bytes) or not root:
+            raise InvalidInput(f"expected root bytes, got {root!r}")
+        return root.hex()
+
+    @staticmethod
+    def _same_or_conflict(
+        entry: LedgerEntry, session_id: str, root_hex: str, tree_size: int
+    ) -> LedgerEntry:
+        """The session's existing entry if it anchors the same root, else Conflict."""
+        if entry.root == root_hex and entry.tree_size == tree_size:
+            return entry
+        raise Conflict(
+            f"session {session_id} is already anchored (seq {entry.seq}): expected "
+            f"root {entry.root} size {entry.tree_size}, got {root_hex} size {tree_size}"
+        )
+
+    @staticmethod
+    def _new_entry(
+        signer: Ed25519PrivateKey,
+        seq: int,
+        prev_hash: str,
+        session_id: str,
+        root_hex: str,
+        tree_size: int,
+    ) -> LedgerEntry:
+        body: dict[str, Any] = {
+            "seq": seq,
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "session_id": session_id,
+            "root": root_hex,
+            "tree_size": tree_size,
+            "prev_hash": prev_hash,
+        }
+        digest = entry_hash_of(body)
+        signature = signer.sign(bytes.fromhex(digest)).hex()
+        return LedgerEntry(**body, entry_hash=digest, signature=signature)
+
+    def append(self, session_id: str, root: bytes, tree_size: int) -> LedgerEntry:
+        """Anchor `root` for a session; the same root again returns the existing entry."""
+        raise NotImplementedError
+
+    def _all_entries(self) -> list[LedgerEntry]:
+        raise NotImplementedError
+
+    def _entries_through(self, session_id: str) -> list[LedgerEntry] | None:
+        """Entries 0 .. the session's own (as stored), or None if it is not anchored."""
+        raise NotImplementedError
+
+    def _stored_checkpoint(self) -> Checkpoint | None:
+        raise NotImplementedError
+
+    def _snapshot(self, first: int) -> tuple[Checkpoint | None, list[LedgerEntry]]:
+        """The stored checkpoint, then the entries from seq `first` on (at least as many
+        as the checkpoint covers, since entries are never removed)."""
+        raise NotImplementedError
+
+    def checkpoint(self) -> Checkpoint | None:
+        """The latest signed checkpoint written by the anchor side (signature checked)."""
+        checkpoint = self._stored_checkpoint()
+        if checkpoint is not None:
+            checkpoint.verify(self.verify_key)
+        return checkpoint
+
+    def consistency(
+        self, old_size: int, start: int | None = None
+    ) -> tuple[Checkpoint, list[LedgerEntry]]:
+        """The latest checkpoint and the entries that prove it extends a head of `old_size`:
+        entries `start` .. size - 1, where `start` (default old_size - 1, or 0) may be
+        earlier, to tie an older entry (a session's own) to the kept head as well."""
+        if isinstance(old_size, bool) or not isinstance(old_size, int) or old_size < 0:
+            raise InvalidInput(f"expected a checkpoint size >= 0, got {old_size!r}")
+        head_seq = max(old_size - 1, 0)
+        first = head_seq if start is None else start
+        if isinstance(first, bool) or not isinstance(first, int) or not 0 <= first <= head_seq:
+            raise InvalidInput(f"expected a start entry in 0..{head_seq}, got {start!r}")
+        checkpoint, entries = self._snapshot(first)
+        if checkpoint is None:
+            raise LedgerError("ledger: no checkpoint has been written yet")
+        if old_size > checkpoint.size:
+            raise LedgerError(
+                f"ledger head: expected at least {old_size} entries, got a checkpoint of "
+                f"{checkpoint.size}"
+            )
+        wanted = entries[: checkpoint.size - first]
+        if len(wanted) != checkpoint.size - first:
+            raise LedgerError(
+                f"ledger: expected at least {checkpoint.size} entries (checkpoint), "
+                f"got {first + len(wanted)}"
+            )
+        return checkpoint, wanted
+
+    def entries(self) -> Iterator[LedgerEntry]:
+        """Every complete entry in order, as stored (parsed, not verified)."""
+        yield from self._all_entries()
+
+    def find(self, session_id: str) -> LedgerEntry | None:
+        """The entry of a session, checked in its place: the chain up to it must verify."""
+        entries = self._entries_through(session_id)
+        if entries is None:
+            return None
+        self._check_chain(entries, len(entries))
+        return entries[-1]
+
+    def verify(self) -> int:
+        """Re-check the whole chain; return the number of entries or raise LedgerError."""
+        entries = self._all_entries()
+        self._check_chain(entries, len(entries))
+        return len(entries)
+
+
+class Ledger(SignedLedger):
+    """The ledger as a JSON Lines file at `path` (LEDGER_BACKEND=file): one host only.
+
+    Appends from several processes on that host are serialised by flock on a sidecar
+    `<name>.lock` file. Every process that reads it must see the same file system.
+    """
+
+    def __init__(
+        self, path: Path, signing_key: SigningKey | None, verify_key: Ed25519PublicKey
+    ) -> None:
+        super().__init__(signing_key, verify_key)
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.checkpoint_path = self.path.with_name(self.path.name + ".checkpoint.json")
+
+    def _where(self, position: int) -> str:
+        return f"{self.path} line {position}"
 
     @contextlib.contextmanager
     def _locked(self, exclusive: bool) -> Iterator[None]:
@@ -166,55 +341,40 @@ class Ledger:
                 raise LedgerError(f"{self.path} line {number}: unreadable entry: {exc}") from None
         return entries, torn
 
-    def _check_entry(self, entry: LedgerEntry, line: int) -> None:
-        where = f"{self.path} line {line} (seq {entry.seq})"
-        computed = entry_hash_of(entry.body())
-        if computed != entry.entry_hash:
-            raise LedgerError(f"{where}: expected entry_hash {computed}, got {entry.entry_hash}")
-        try:
-            self.verify_key.verify(bytes.fromhex(entry.signature), bytes.fromhex(entry.entry_hash))
-        except InvalidSignature:
-            raise LedgerError(
-                f"{where}: expected a signature by the ledger key, got one that does not verify"
-            ) from None
+    def _all_entries(self) -> list[LedgerEntry]:
+        with self._locked(exclusive=False):
+            return self._read()[0]
 
-    def _check_chain(self, entries: list[LedgerEntry], count: int) -> None:
-        """Check the first `count` entries: place (seq), link (prev_hash), hash, signature."""
-        prev_hash, seen = ZERO_HASH, set()
-        for line, entry in enumerate(entries[:count], start=1):
-            where = f"{self.path} line {line}"
-            if entry.seq != line - 1:
-                raise LedgerError(f"{where}: expected seq {line - 1}, got {entry.seq}")
-            if entry.prev_hash != prev_hash:
-                raise LedgerError(f"{where}: expected prev_hash {prev_hash}, got {entry.prev_hash}")
-            self._check_entry(entry, line)
-            if entry.session_id in seen:
-                raise LedgerError(f"{where}: session {entry.session_id} is anchored twice")
-            seen.add(entry.session_id)
-            prev_hash = entry.entry_hash
+    def _entries_through(self, session_id: str) -> list[LedgerEntry] | None:
+        entries = self._all_entries()
+        for line, entry in enumerate(entries, start=1):
+            if entry.session_id == session_id:
+                return entries[:line]
+        return None
+
+    def _stored_checkpoint(self) -> Checkpoint | None:
+        with self._locked(exclusive=False):
+            return self._load_checkpoint()
+
+    def _snapshot(self, first: int) -> tuple[Checkpoint | None, list[LedgerEntry]]:
+        with self._locked(exclusive=False):
+            checkpoint = self._load_checkpoint()
+            entries, _ = self._read()
+        return checkpoint, entries[first:]
 
     def append(self, session_id: str, root: bytes, tree_size: int) -> LedgerEntry:
         """Anchor `root` for a session; the same root again returns the existing entry."""
-        if not isinstance(session_id, str) or not session_id:
-            raise InvalidInput(f"expected a session id, got {session_id!r}")
-        if not isinstance(root, bytes) or not root:
-            raise InvalidInput(f"expected root bytes, got {root!r}")
+        root_hex = self._check_append(session_id, root)
         signer = self._signer()
-        root_hex = root.hex()
         with self._locked(exclusive=True):
             entries, torn = self._read()
             if torn:
                 self._drop_torn_tail(torn)
             for entry in entries:
-                if entry.session_id != session_id:
-                    continue
-                if entry.root == root_hex and entry.tree_size == tree_size:
+                if entry.session_id == session_id:
+                    found = self._same_or_conflict(entry, session_id, root_hex, tree_size)
                     self._publish_checkpoint(signer, entries)
-                    return entry
-                raise Conflict(
-                    f"session {session_id} is already anchored (seq {entry.seq}): expected "
-                    f"root {entry.root} size {entry.tree_size}, got {root_hex} size {tree_size}"
-                )
+                    return found
             prev_hash = ZERO_HASH
             if entries:
                 last = entries[-1]
@@ -225,17 +385,9 @@ class Ledger:
                     )
                 self._check_entry(last, len(entries))
                 prev_hash = last.entry_hash
-            body: dict[str, Any] = {
-                "seq": len(entries),
-                "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                "session_id": session_id,
-                "root": root_hex,
-                "tree_size": tree_size,
-                "prev_hash": prev_hash,
-            }
-            digest = entry_hash_of(body)
-            signature = signer.sign(bytes.fromhex(digest)).hex()
-            entry = LedgerEntry(**body, entry_hash=digest, signature=signature)
+            entry = self._new_entry(
+                signer, len(entries), prev_hash, session_id, root_hex, tree_size
+            )
             self._write_line(_canonical(entry.to_dict()) + b"\n", created=not entries)
             self._publish_checkpoint(signer, [*entries, entry])
             return entry
@@ -303,69 +455,6 @@ class Ledger:
             return Checkpoint.from_dict(json.loads(raw))
         except (ValueError, InvalidInput) as exc:
             raise LedgerError(f"{self.checkpoint_path}: unreadable checkpoint: {exc}") from None
-
-    def checkpoint(self) -> Checkpoint | None:
-        """The latest signed checkpoint written by the anchor side (signature checked)."""
-        with self._locked(exclusive=False):
-            checkpoint = self._load_checkpoint()
-        if checkpoint is not None:
-            checkpoint.verify(self.verify_key)
-        return checkpoint
-
-    def consistency(
-        self, old_size: int, start: int | None = None
-    ) -> tuple[Checkpoint, list[LedgerEntry]]:
-        """The latest checkpoint and the entries that prove it extends a head of `old_size`:
-        entries `start` .. size - 1, where `start` (default old_size - 1, or 0) may be
-        earlier, to tie an older entry (a session's own) to the kept head as well."""
-        if isinstance(old_size, bool) or not isinstance(old_size, int) or old_size < 0:
-            raise InvalidInput(f"expected a checkpoint size >= 0, got {old_size!r}")
-        head_seq = max(old_size - 1, 0)
-        first = head_seq if start is None else start
-        if isinstance(first, bool) or not isinstance(first, int) or not 0 <= first <= head_seq:
-            raise InvalidInput(f"expected a start entry in 0..{head_seq}, got {start!r}")
-        with self._locked(exclusive=False):
-            checkpoint = self._load_checkpoint()
-            entries, _ = self._read()
-        if checkpoint is None:
-            raise LedgerError(f"{self.checkpoint_path}: no checkpoint has been written yet")
-        if old_size > checkpoint.size:
-            raise LedgerError(
-                f"ledger head: expected at least {old_size} entries, got a checkpoint of "
-                f"{checkpoint.size}"
-            )
-        if checkpoint.size > len(entries):
-            raise LedgerError(
-                f"{self.path}: expected at least {checkpoint.size} entries (checkpoint), "
-                f"got {len(entries)}"
-            )
-        return checkpoint, entries[first : checkpoint.size]
-
-    def entries(self) -> Iterator[LedgerEntry]:
-        """Every complete entry in order, as stored (parsed, not verified)."""
-        with self._locked(exclusive=False):
-            entries, _ = self._read()
-        yield from entries
-
-    def find(self, session_id: str) -> LedgerEntry | None:
-        """The entry of a session, checked in its place: the chain up to it must verify."""
-        with self._locked(exclusive=False):
-            entries, _ = self._read()
-        for line, entry in enumerate(entries, start=1):
-            if entry.session_id == session_id:
-                self._check_chain(entries, line)
-                return entry
-        return None
-
-    def verify(self) -> int:
-        """Re-check the whole chain; return the number of entries or raise LedgerError.
-
-        A torn last line (a crash mid-append) is not an entry: the next append drops it.
-        """
-        with self._locked(exclusive=False):
-            entries, _ = self._read()
-        self._check_chain(entries, len(entries))
-        return len(entries)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -8,6 +8,7 @@ Times are ISO 8601 UTC strings with fixed precision: JSON-ready and sortable as 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from datetime import UTC, datetime
@@ -71,6 +72,11 @@ class MetadataStore:
         self._chunks_journaled: Collection[Doc] = db.get_collection(
             "chunks", write_concern=journaled
         )
+        # The anchor ledger (lucid.integrity.ledger_db): entries and signed checkpoints.
+        self.ledger: Collection[Doc] = db.get_collection("ledger", write_concern=journaled)
+        self.ledger_checkpoints: Collection[Doc] = db.get_collection(
+            "ledger_checkpoints", write_concern=journaled
+        )
 
     @classmethod
     def connect(
@@ -112,6 +118,11 @@ class MetadataStore:
         # The reconciler's sweeps: work idle since a cutoff, per chunk stage / session state.
         self.chunks.create_index([("stage", 1), ("updated_at", 1)])
         self.sessions.create_index([("state", 1), ("updated_at", 1)])
+        # The ledger's single-writer guarantee: one entry per seq (compare-and-set) and
+        # one per session.
+        self.ledger.create_index("seq", unique=True)
+        self.ledger.create_index("session_id", unique=True)
+        self.ledger_checkpoints.create_index("size", unique=True)
 
     def create_session(self, session_id: str, fields: dict[str, Any]) -> Doc:
         """Insert a new session in CREATED; Conflict if the id is taken."""
@@ -505,3 +516,35 @@ class MetadataStore:
         }
         update = {"$set": {"reconciled_at": now}}
         return self._sessions_progress.update_one(query, update).modified_count == 1
+
+    # The anchor ledger's rows (see lucid.integrity.ledger_db.LedgerRows).
+
+    def ledger_insert(self, entry: dict[str, Any]) -> bool:
+        """Insert a ledger entry; False if its seq or its session is already taken."""
+        try:
+            self.ledger.insert_one(dict(entry))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def ledger_head(self) -> Doc | None:
+        """The ledger entry with the highest seq, or None."""
+        return self.ledger.find_one({}, _NO_ID, sort=[("seq", -1)])
+
+    def ledger_by_session(self, session_id: str) -> Doc | None:
+        """The ledger entry of a session, or None."""
+        return self.ledger.find_one({"session_id": _check_id(session_id)}, _NO_ID)
+
+    def ledger_range(self, first: int, last: int | None = None) -> list[Doc]:
+        """Ledger entries with first <= seq (<= last), in seq order."""
+        bounds: Doc = {"$gte": first} if last is None else {"$gte": first, "$lte": last}
+        return list(self.ledger.find({"seq": bounds}, _NO_ID).sort("seq", 1))
+
+    def ledger_checkpoint_insert(self, checkpoint: dict[str, Any]) -> None:
+        """Store a signed checkpoint; one of the same size already stored wins."""
+        with contextlib.suppress(DuplicateKeyError):
+            self.ledger_checkpoints.insert_one(dict(checkpoint))
+
+    def ledger_checkpoint_latest(self) -> Doc | None:
+        """The stored ledger checkpoint of the largest size, or None."""
+        return self.ledger_checkpoints.find_one({}, _NO_ID, sort=[("size", -1)])

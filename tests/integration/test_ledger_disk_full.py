@@ -1,6 +1,6 @@
-"""A full disk while anchoring: the ledger stays as it was, earlier sessions keep
-verifying, and the failed anchor is retried once there is room again (real stack, with
-its ledger folder on a small tmpfs)."""
+"""A full disk while anchoring to the file ledger (LEDGER_BACKEND=file): it stays as it
+was, earlier sessions keep verifying, and the failed anchor is retried once there is room
+again (real stack, with its ledger folder on a small tmpfs)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,10 @@ def tiny_ledger_stack(redis_url: str, mongodb_url: str, tmp_path: Path) -> Itera
     if done.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     # Its own Redis database, so the session stack's workers never take its tasks.
-    env = stack_env(redis_url.rsplit("/", 1)[0] + "/2", mongodb_url, "lucid_disk_full")
+    # The file ledger: the one that a full local disk can hit (the default is the database).
+    env = stack_env(
+        redis_url.rsplit("/", 1)[0] + "/2", mongodb_url, "lucid_disk_full", LEDGER_BACKEND="file"
+    )
     config = StackConfig(
         data_dir=data_dir, api_port=free_port(), flower_port=None, extra_env=env,
         loglevel="WARNING",

@@ -13,9 +13,7 @@ import pytest
 
 from bench.corpus import corpus_blocks
 from cli.client import Client
-from lucid.crypto.keys import load_ledger_verify_key
 from lucid.integrity.leaves import LeafRecord
-from lucid.integrity.ledger import Ledger
 from lucid.integrity.merkle import BLAKE3, verify_inclusion
 from lucid.runtime import Runtime
 from tests.integration.conftest import CHUNK
@@ -57,9 +55,7 @@ def test_multi_chunk_session_is_anchored_restored_and_proven(
             BLAKE3, leaf.leaf_hash(), index, 11, [bytes.fromhex(h) for h in proof["proof"]], root
         )
 
-    ledger = Ledger(
-        runtime.settings.ledger_path, None, load_ledger_verify_key(runtime.settings.keys_path)
-    )
+    ledger = runtime.ledger  # the shared store's ledger, as the API reads it
     entry = ledger.find(status["session_id"])
     assert entry is not None and entry.root == status["merkle_root"] and entry.tree_size == 11
     assert ledger.verify() >= 1

@@ -92,26 +92,14 @@ def _edit_key_envelope(rt: Runtime, sid: str) -> None:
     _set_session(**{"key.wrapped_private": wrapped.hex()})(rt, sid)
 
 
-def _ledger_lines(rt: Runtime, sid: str) -> tuple[list[str], int]:
-    lines = rt.settings.ledger_path.read_text().splitlines(keepends=True)
-    mine = next(i for i, line in enumerate(lines) if json.loads(line)["session_id"] == sid)
-    return lines, mine
-
-
-def _reorder_ledger(rt: Runtime, sid: str) -> None:
-    lines, mine = _ledger_lines(rt, sid)
-    assert len(lines) > 1, "the stack's ledger holds the sessions of earlier tests too"
-    other = mine - 1 if mine else mine + 1
-    lines[other], lines[mine] = lines[mine], lines[other]
-    rt.settings.ledger_path.write_text("".join(lines))
+def _move_ledger_entry(rt: Runtime, sid: str) -> None:
+    # The database orders entries by their signed seq: moving one out of its place (the
+    # chain up to it then has a gap) is what a reorder amounts to here.
+    rt.meta.ledger.update_one({"session_id": sid}, {"$inc": {"seq": 1000}})
 
 
 def _edit_ledger_entry(rt: Runtime, sid: str) -> None:
-    lines, mine = _ledger_lines(rt, sid)
-    entry = json.loads(lines[mine])
-    entry["root"] = "ab" * 32
-    lines[mine] = json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
-    rt.settings.ledger_path.write_text("".join(lines))
+    rt.meta.ledger.update_one({"session_id": sid}, {"$set": {"root": "ab" * 32}})
 
 
 KINDS = [
@@ -130,20 +118,21 @@ KINDS = [
     Kind("session-tree-size", _set_session(tree_size=3), "over 3"),
     Kind("session-root", _set_session(merkle_root="ef" * 32), "root"),
     Kind("key-envelope", _edit_key_envelope, "session key"),
-    Kind("ledger-reordered", _reorder_ledger, "expected seq"),
+    Kind("ledger-entry-moved", _move_ledger_entry, "expected seq"),
     Kind("ledger-entry-edited", _edit_ledger_entry, "expected entry_hash"),
 ]
 
 
 @pytest.fixture
 def ledger_kept(runtime: Runtime) -> Iterator[None]:
-    """Put the shared ledger and its checkpoint back as they were after the test."""
-    path = runtime.settings.ledger_path
-    checkpoint = path.with_name(path.name + ".checkpoint.json")
-    saved = {p: p.read_bytes() for p in (path, checkpoint) if p.exists()}
+    """Put the shared ledger and its checkpoints (in the database) back after the test."""
+    collections = (runtime.meta.ledger, runtime.meta.ledger_checkpoints)
+    saved = [list(c.find({}, {"_id": False})) for c in collections]
     yield
-    for p, data in saved.items():
-        p.write_bytes(data)
+    for collection, docs in zip(collections, saved, strict=True):
+        collection.delete_many({})
+        if docs:
+            collection.insert_many(docs)
 
 
 def _sealed_session(client: Client, tmp_path: Path, seed: int) -> tuple[str, bytes]:
@@ -186,23 +175,6 @@ def test_tampering_is_detected_by_verify_and_refused_by_get_naming_chunk_and_fie
         assert f"chunk {kind.chunk}" in got.output, got.output
 
 
-def test_torn_ledger_line_keeps_earlier_sessions_verifying_and_is_dropped_by_the_next_anchor(
-    client: Client, runtime: Runtime, tmp_path: Path, ledger_kept: None
-) -> None:
-    sid, data = _sealed_session(client, tmp_path, seed=3)
-    ledger = runtime.settings.ledger_path
-    with open(ledger, "ab") as f:
-        f.write(b'{"entry_hash":"00')  # a crash mid-append
-    assert client.verify(sid)[0] == 200
-    out = tmp_path / "out.bin"
-    assert _run(client, "get", sid, "-o", str(out)).exit_code == 0
-    assert out.read_bytes() == data
-
-    later, _ = _sealed_session(client, tmp_path, seed=4)  # its anchor repairs the tail
-    assert ledger.read_bytes().endswith(b"\n")
-    assert client.verify(sid)[0] == 200 and client.verify(later)[0] == 200
-
-
 def _forge_final_chunk(rt: Runtime, sid: str, plaintext: bytes) -> None:
     """Everything someone with the data dir (ledger key included) and the database can
     do: re-encrypt the final chunk to the session public key (stored in clear), fix its
@@ -211,7 +183,7 @@ def _forge_final_chunk(rt: Runtime, sid: str, plaintext: bytes) -> None:
     from lucid.crypto.keys import load_ledger_signing_key, load_ledger_verify_key
     from lucid.integrity.anchors import LedgerAnchor
     from lucid.integrity.leaves import ciphertext_digest_of
-    from lucid.integrity.ledger import Ledger
+    from lucid.integrity.ledger_db import DbLedger
     from lucid.integrity.merkle import BLAKE3, root
     from lucid.integrity.sealed import sealed_leaves_key, store_sealed_leaves
     from lucid.pipeline.codecs import get_codec
@@ -243,12 +215,10 @@ def _forge_final_chunk(rt: Runtime, sid: str, plaintext: bytes) -> None:
         {"session_id": sid}, {"$set": {"merkle_root": new_root.hex(), "bytes_received": size}}
     )
     keys = rt.settings.keys_path
-    ledger = Ledger(
-        rt.settings.ledger_path, load_ledger_signing_key(keys), load_ledger_verify_key(keys)
-    )
+    ledger = DbLedger(rt.meta, load_ledger_signing_key(keys), load_ledger_verify_key(keys))
     entries = list(ledger.entries())
-    ledger.path.unlink()
-    ledger.checkpoint_path.unlink()
+    rt.meta.ledger.delete_many({})
+    rt.meta.ledger_checkpoints.delete_many({})
     for entry in entries:
         anchored = new_root if entry.session_id == sid else bytes.fromhex(entry.root)
         ledger.append(entry.session_id, anchored, entry.tree_size)

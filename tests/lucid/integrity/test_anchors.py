@@ -16,7 +16,7 @@ import blake3
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lucid.crypto.keys import init_keys
+from lucid.crypto.keys import init_keys, load_ledger_signing_key, load_ledger_verify_key
 from lucid.errors import (
     AnchorError,
     AnchorUnavailable,
@@ -306,38 +306,29 @@ def test_receipt_from_dict_ignores_store_keys_and_validates() -> None:
         Receipt.from_dict({k: v for k, v in receipt.to_dict().items() if k != "root"})
 
 
+def _file_ledger(tmp_path: Path) -> Ledger:
+    keys = tmp_path / "keys"
+    return Ledger(
+        tmp_path / "l.jsonl", lambda: load_ledger_signing_key(keys), load_ledger_verify_key(keys)
+    )
+
+
 def test_make_anchor_builds_each_backend(tmp_path: Path) -> None:
     init_keys(tmp_path / "keys")
-    ledger_anchor = make_anchor(
-        "ledger",
-        ledger_path=tmp_path / "l.jsonl",
-        key_dir=tmp_path / "keys",
-        url=None,
-        timeout=1.0,
-        retries=1,
-    )
+    ledger_anchor = make_anchor("ledger", ledger=_file_ledger(tmp_path))
     assert isinstance(ledger_anchor, LedgerAnchor)
     assert ledger_anchor.submit(SESSION, ROOT, 1).status == "confirmed"
-    http_anchor = make_anchor(
-        "http",
-        ledger_path=tmp_path / "l.jsonl",
-        key_dir=tmp_path / "keys",
-        url="http://127.0.0.1:1",
-        timeout=3.0,
-        retries=4,
-    )
+    http_anchor = make_anchor("http", url="http://127.0.0.1:1", timeout=3.0, retries=4)
     assert isinstance(http_anchor, HttpAnchor)
     assert (http_anchor.timeout, http_anchor.retries) == (3.0, 4)
 
 
-@pytest.mark.parametrize(("backend", "url"), [("http", None), ("carrier-pigeon", "http://x")])
-def test_make_anchor_refuses_bad_configuration(
-    tmp_path: Path, backend: str, url: str | None
-) -> None:
+@pytest.mark.parametrize(
+    ("backend", "url"), [("http", None), ("carrier-pigeon", "http://x"), ("ledger", None)]
+)
+def test_make_anchor_refuses_bad_configuration(backend: str, url: str | None) -> None:
     with pytest.raises(ConfigError):
-        make_anchor(
-            backend, ledger_path=tmp_path / "l", key_dir=tmp_path, url=url, timeout=1, retries=0
-        )
+        make_anchor(backend, url=url, timeout=1, retries=0)
 
 
 def test_ledger_anchor_confirms_without_the_signing_key_file(tmp_path: Path) -> None:
@@ -345,14 +336,7 @@ def test_ledger_anchor_confirms_without_the_signing_key_file(tmp_path: Path) -> 
     init_keys(tmp_path / "keys")
 
     def anchor() -> Anchor:
-        return make_anchor(
-            "ledger",
-            ledger_path=tmp_path / "l.jsonl",
-            key_dir=tmp_path / "keys",
-            url=None,
-            timeout=1.0,
-            retries=1,
-        )
+        return make_anchor("ledger", ledger=_file_ledger(tmp_path))
 
     receipt = anchor().submit(SESSION, ROOT, 1)
     (tmp_path / "keys" / "ledger.key").unlink()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lucid.crypto.aead import encryption_overhead
-from lucid.crypto.keys import load_ledger_verify_key
 from lucid.errors import IntegrityError, StaleSeal
-from lucid.integrity.ledger import Ledger
+from lucid.integrity.ledger import SignedLedger
 from lucid.integrity.merkle import BLAKE3, root
 from lucid.integrity.restore import restore
 from lucid.lifecycle.states import ChunkStage, Trigger
@@ -19,8 +18,8 @@ from tests.lucid.conftest import CHUNK, compressible, incompressible, push_chunk
 DATA = compressible(3 * CHUNK + 1234)  # four chunks, the last one partial
 
 
-def _ledger(rt: Runtime) -> Ledger:
-    return Ledger(rt.settings.ledger_path, None, load_ledger_verify_key(rt.settings.keys_path))
+def _ledger(rt: Runtime) -> SignedLedger:
+    return rt.ledger
 
 
 def _expected_root(leaves: list[stages.LeafRef]) -> str:
