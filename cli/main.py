@@ -148,11 +148,8 @@ def workers(stages: tuple[str, ...], stage_list: str) -> None:
     listed = [part.strip() for part in stage_list.split(",") if part.strip()]
     unknown = [name for name in listed if name not in STAGES]
     if unknown:
-        raise click.BadParameter(
-            f"expected stages of {', '.join(STAGES)}, got {', '.join(unknown)}",
-            param_hint="--stages",
-        )
-    chosen = tuple(dict.fromkeys((*stages, *listed)))
+        _fail(f"--stages: expected stages of {', '.join(STAGES)}, got {', '.join(unknown)}", 2)
+    chosen = tuple(stage for stage in STAGES if stage in {*stages, *listed})
     settings = load_settings()
     missing = [
         name
