@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -77,3 +80,21 @@ def test_a_second_deployment_on_the_same_broker_never_takes_this_ones_tasks(
     time.sleep(1)
     assert send_and_count(other_env)["compress"] == 4
     redis.Redis.from_url(redis_url).delete(f"{other}.compress")
+
+
+def _health(env: dict[str, str], stage: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workers.health", stage],
+        env={k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")} | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_worker_health_check_finds_its_own_group_and_only_it(prefixed_stack: Stack) -> None:
+    env = dict(prefixed_stack.env)
+    assert _health(env, "compress").returncode == 0
+    # another deployment's name on this host: no such node answers
+    other = _health(env | {"QUEUE_PREFIX": "nobody"}, "compress")
+    assert other.returncode == 1 and "compress@nobody." in other.stderr
