@@ -6,7 +6,7 @@ for why each reliability option is set the way it is.
 
 from __future__ import annotations
 
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 
 from lucid.settings import STAGES, load_settings
 
@@ -33,13 +33,29 @@ result_serializer = "json"
 accept_content = ["json"]
 result_accept_content = ["json"]
 
-task_queues = [Queue(stage, routing_key=stage) for stage in STAGES]
-task_default_queue = "merkle"
-task_routes = {f"lucid.{stage}": {"queue": stage} for stage in STAGES} | {
-    "lucid.leaf": {"queue": "hash"},
-    "lucid.seal": {"queue": "merkle"},
-    "lucid.publish_seal": {"queue": "merkle"},
-    "lucid.lifecycle.reconcile": {"queue": "merkle"},
+# Every name on the broker carries QUEUE_PREFIX (settings.queue_name / prefixed), so two
+# deployments on one Redis db or RabbitMQ vhost never share a queue, an exchange or a
+# remote-control channel. The stage queues hang off one direct exchange of this deployment
+# ("lucid", or "<prefix>.lucid"), not the default queue's: left to Celery, each one would be
+# bound to an exchange named after the default queue ("merkle"), which every deployment
+# on the broker would share. Lucid sends no task priorities (nothing sets `priority`), so
+# on Redis each queue is exactly one list, named after the queue: KEDA watches that list.
+_QUEUE = {stage: _settings.queue_name(stage) for stage in STAGES}
+_exchange = Exchange(_settings.prefixed("lucid"), type="direct")
+task_queues = [Queue(name, exchange=_exchange, routing_key=name) for name in _QUEUE.values()]
+task_default_queue = _QUEUE["merkle"]
+task_default_exchange = _exchange.name
+task_default_exchange_type = "direct"
+task_default_routing_key = _QUEUE["merkle"]
+task_create_missing_queues = False
+control_exchange = _settings.prefixed("celery")
+event_exchange = _settings.prefixed("celeryev")
+task_routes = {f"lucid.{stage}": {"queue": _QUEUE[stage]} for stage in STAGES} | {
+    "lucid.leaf": {"queue": _QUEUE["hash"]},
+    "lucid.integrity.merkle": {"queue": _QUEUE["merkle"]},
+    "lucid.seal": {"queue": _QUEUE["merkle"]},
+    "lucid.publish_seal": {"queue": _QUEUE["merkle"]},
+    "lucid.lifecycle.reconcile": {"queue": _QUEUE["merkle"]},
 }
 # The reconcile sweep (tasks/reconcile.py), sent by `celery beat`; a sweep that waited past
 # the next one is dropped unrun, so a stopped merkle worker does not come back to a pile.
@@ -48,7 +64,7 @@ beat_schedule = {
     "reconcile": {
         "task": "lucid.lifecycle.reconcile",
         "schedule": _settings.reconcile_interval_s,
-        "options": {"queue": "merkle", "expires": _settings.reconcile_interval_s},
+        "options": {"queue": _QUEUE["merkle"], "expires": _settings.reconcile_interval_s},
     }
 }
 

@@ -143,14 +143,29 @@ def up(data_dir: Path, port: int, flower_port: int, blobs: str | None) -> None:
     type=click.Choice(STAGES),
     help="Only these stages (repeatable).",
 )
-def workers(stages: tuple[str, ...]) -> None:
-    """Run one worker group per stage queue in the foreground (needs REDIS_URL or
-    BROKER_URL, and MONGODB_URL). A group that exits is restarted with backoff."""
+@click.option(
+    "--stages",
+    "stage_list",
+    default="",
+    metavar="LIST",
+    help=f"Only these stages, comma-separated (e.g. compress,encrypt); of {', '.join(STAGES)}.",
+)
+def workers(stages: tuple[str, ...], stage_list: str) -> None:
+    """Run one worker group per stage queue in the foreground, joining a running stack.
+
+    The stack is named by the environment: REDIS_URL (results, and the broker unless
+    BROKER_URL is set), MONGODB_URL, the blob store's settings, and QUEUE_PREFIX when the
+    deployment has one. A group that exits is restarted with backoff."""
     from cli.servers import ManagedProcess, spawn
     from cli.supervisor import StopRequested, Supervisor, stop_on_signals
     from lucid.settings import load_settings
     from workers.profiles import worker_argv, worker_groups
 
+    listed = [part.strip() for part in stage_list.split(",") if part.strip()]
+    unknown = [name for name in listed if name not in STAGES]
+    if unknown:
+        _fail(f"--stages: expected stages of {', '.join(STAGES)}, got {', '.join(unknown)}", 2)
+    chosen = tuple(stage for stage in STAGES if stage in {*stages, *listed})
     settings = load_settings()
     missing = [
         name
@@ -170,9 +185,12 @@ def workers(stages: tuple[str, ...]) -> None:
     code = 1
     with stop_on_signals() as disarm:
         try:
-            for group in worker_groups(settings, stages or None):
+            for group in worker_groups(settings, chosen or None):
                 name = f"worker-{group.stage}"
-                _say(f"{group.stage}: {group.concurrency} processes, log {logs / name}.log")
+                _say(
+                    f"{group.stage}: {group.concurrency} processes on queue {group.queue_name}, "
+                    f"log {logs / name}.log"
+                )
                 procs.append(spawn(name, worker_argv(group), logs))
             supervisor = Supervisor(procs, _say)
             while supervisor.poll() is None and not supervisor.all_given_up():

@@ -223,6 +223,8 @@ class Stack:
         if self._control is None:
             broker = self.env.get("BROKER_URL") or self.env["REDIS_URL"]
             self._control = Celery("lucid-control", broker=broker)
+            # the workers answer on their deployment's own control exchange (QUEUE_PREFIX)
+            self._control.conf.control_exchange = load_settings(self.env).prefixed("celery")
         replies = self._control.control.ping(timeout=0.5) or []
         return {name.split("@")[0] + "@" for reply in replies for name in reply}
 

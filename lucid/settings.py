@@ -31,6 +31,8 @@ MIB = 1024 * 1024
 # Read outside Settings (by the CLI), so not unknown even though no field has them.
 OTHER_KNOWN = frozenset({"LUCID_API_URL", "LUCID_TOKEN"})
 _TENANT_DAYS = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})=(\d+)$")
+# A queue name part: safe as a Redis key, an AMQP queue/exchange name and a KEDA listName.
+_QUEUE_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
 class Settings(BaseSettings):
@@ -60,6 +62,9 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(None, alias="BROKER_URL")
     mongodb_url: str | None = Field(None, alias="MONGODB_URL")
     mongodb_database: str = Field("lucid", alias="MONGODB_DATABASE")
+    # Names this deployment's queues, exchanges and counters, so two deployments sharing one
+    # broker (a Redis db, a RabbitMQ vhost) never take each other's tasks. Empty: bare names.
+    queue_prefix: str = Field("", alias="QUEUE_PREFIX")
     # Bounds on every call to a dependency, so a dead or hung server fails a request in
     # seconds (503) instead of holding it: MongoDB server selection and socket reads; Redis
     # and broker connects, socket reads and publish retries; each /health check.
@@ -141,6 +146,16 @@ class Settings(BaseSettings):
         """The roles of this process (LUCID_ROLE)."""
         return frozenset(self.role.split(","))
 
+    @field_validator("queue_prefix")
+    @classmethod
+    def _check_queue_prefix(cls, value: str) -> str:
+        if value and not _QUEUE_PREFIX.match(value):
+            raise ValueError(
+                "expected 1-32 of a-z, 0-9, '_' or '-' starting with a letter or digit, "
+                f"got {value!r}"
+            )
+        return value
+
     @field_validator("chunk_size_mb")
     @classmethod
     def _chunk_at_least_4k(cls, value: float) -> float:
@@ -208,6 +223,16 @@ class Settings(BaseSettings):
     @property
     def ledger_path(self) -> Path:
         return self.data_dir / "ledger" / "ledger.jsonl"
+
+    def queue_name(self, stage: str) -> str:
+        """The broker queue (and, on Redis, the list key) of one stage: `<prefix>.<stage>`."""
+        if stage not in STAGES:
+            raise ConfigError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
+        return f"{self.queue_prefix}.{stage}" if self.queue_prefix else stage
+
+    def prefixed(self, name: str) -> str:
+        """Any other broker-wide name (exchange, counter key) of this deployment."""
+        return f"{self.queue_prefix}.{name}" if self.queue_prefix else name
 
     def workers_for(self, stage: str) -> int:
         """Worker concurrency of one stage queue.

@@ -7,6 +7,7 @@ from celery.canvas import Signature
 
 from lucid.lifecycle.states import ChunkStage
 from lucid.runtime import Runtime
+from tasks.app import app
 from tasks.pipeline import anchor, barrier, compress, encrypt, hash_, leaf, merkle, publish_seal
 
 __all__ = ["chunk_chain", "enqueue_chunk", "enqueue_seal", "seal_canvas"]
@@ -32,7 +33,11 @@ def enqueue_seal(session_id: str) -> None:
     and waits on a cheap leaf task instead of sending their whole chain a second time.
     """
     chain(
-        *(barrier.si(session_id).set(queue=stage) for stage in ("compress", "encrypt", "hash")),
+        *(
+            # the stage's own queue as celeryconfig names it (QUEUE_PREFIX)
+            barrier.si(session_id).set(queue=app.conf.task_routes[f"lucid.{stage}"]["queue"])
+            for stage in ("compress", "encrypt", "hash")
+        ),
         publish_seal.si(session_id),
     ).apply_async()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import redis.exceptions
@@ -19,8 +20,18 @@ REDIS_UNAVAILABLE = (
     redis.exceptions.BusyLoadingError,
 )
 
-SECONDS_KEY = "lucid:stage_seconds"
-COUNT_KEY = "lucid:stage_tasks"
+SECONDS_KEY = "stage_seconds"
+COUNT_KEY = "stage_tasks"
+
+
+def _key(app: Any, name: str) -> str:
+    # One deployment's counters: "lucid:<name>", or "<prefix>.lucid:<name>" under QUEUE_PREFIX.
+    return f"{app.conf.task_default_exchange}:{name}"
+
+
+def stage_queue(app: Any, stage: str) -> str:
+    """The broker queue of one stage, as celeryconfig routes it (QUEUE_PREFIX included)."""
+    return str(app.conf.task_routes[f"lucid.{stage}"]["queue"])
 
 
 def record_stage_time(app: Any, stage: str, seconds: float) -> None:
@@ -30,30 +41,47 @@ def record_stage_time(app: Any, stage: str, seconds: float) -> None:
     dropped (and logged) rather than failing a task that already did its job."""
     try:
         pipe = app.backend.client.pipeline(transaction=False)
-        pipe.hincrbyfloat(SECONDS_KEY, stage, seconds)
-        pipe.hincrby(COUNT_KEY, stage, 1)
+        pipe.hincrbyfloat(_key(app, SECONDS_KEY), stage, seconds)
+        pipe.hincrby(_key(app, COUNT_KEY), stage, 1)
         pipe.execute()
     except REDIS_UNAVAILABLE as exc:
         log.warning("event=stage_time_dropped stage=%s error=%r", stage, exc)
 
 
+def queue_depths(app: Any) -> dict[str, int]:
+    """{stage: messages waiting} for every stage queue, on Redis or RabbitMQ alike.
+
+    A passive queue_declare asks the broker for the count without creating anything. A
+    queue no worker has declared yet holds nothing: Redis answers that with a ChannelError,
+    RabbitMQ with 404 NOT_FOUND, which also closes the channel, so each queue gets its own
+    channel. A broker that cannot be reached raises (the caller answers 503): a depth of 0
+    would claim an empty queue."""
+    out: dict[str, int] = {}
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1)
+        for stage in STAGES:
+            channel = conn.channel()
+            try:
+                out[stage] = int(channel.queue_declare(stage_queue(app, stage), passive=True)[1])
+            except conn.channel_errors:
+                out[stage] = 0
+            finally:
+                with contextlib.suppress(*conn.channel_errors, *conn.connection_errors):
+                    channel.close()
+    return out
+
+
 def stage_stats(app: Any) -> dict[str, dict[str, float]]:
     """{stage: {"tasks": n, "seconds": s, "queued": depth}} for every stage queue."""
     client = app.backend.client
-    broker = app.connection_for_write()
-    seconds = client.hgetall(SECONDS_KEY)
-    counts = client.hgetall(COUNT_KEY)
-    out: dict[str, dict[str, float]] = {}
-    with broker.channel() as channel:
-        for stage in STAGES:
-            try:
-                depth = channel.queue_declare(stage, passive=True).message_count
-            except Exception:
-                depth = 0
-            out[stage] = {
-                "tasks": float(counts.get(stage.encode(), 0)),
-                "seconds": float(seconds.get(stage.encode(), 0.0)),
-                "queued": float(depth),
-            }
-    broker.release()
-    return out
+    seconds = client.hgetall(_key(app, SECONDS_KEY))
+    counts = client.hgetall(_key(app, COUNT_KEY))
+    depths = queue_depths(app)
+    return {
+        stage: {
+            "tasks": float(counts.get(stage.encode(), 0)),
+            "seconds": float(seconds.get(stage.encode(), 0.0)),
+            "queued": float(depths[stage]),
+        }
+        for stage in STAGES
+    }

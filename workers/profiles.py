@@ -1,8 +1,10 @@
 """Worker groups per stage queue, with each stage's concurrency from the settings.
 
-Each group is its own `celery worker -Q <stage> -c <N> -n <stage>@%h` process tree, so a
+Each group is its own `celery worker -Q <queue> -c <N> -n <stage>@%h` process tree, so a
 queue is scaled on its own: more processes (-c), more replicas on other machines, or an
-autoscaler watching the Redis list named after the queue (see deploy/).
+autoscaler watching the Redis list named after the queue (see deploy/). The queue is the
+stage's name under QUEUE_PREFIX (`<prefix>.<stage>`), and so is the node's host part, so
+two deployments on one broker tell their workers apart.
 """
 
 from __future__ import annotations
@@ -30,10 +32,17 @@ STAGE_ROLES = {
 class WorkerGroup:
     stage: str
     concurrency: int
+    queue: str = ""
+    prefix: str = ""
+
+    @property
+    def queue_name(self) -> str:
+        """The broker queue the group consumes (the stage's name when none was given)."""
+        return self.queue or self.stage
 
     @property
     def node_name(self) -> str:
-        return f"{self.stage}@%h"
+        return f"{self.stage}@{self.prefix}.%h" if self.prefix else f"{self.stage}@%h"
 
     @property
     def role(self) -> str:
@@ -44,14 +53,22 @@ class WorkerGroup:
 def worker_groups(settings: Settings, stages: tuple[str, ...] | None = None) -> list[WorkerGroup]:
     """One group per stage (or per selected stage), sized from the settings."""
     chosen = stages or STAGES
-    return [WorkerGroup(stage, settings.workers_for(stage)) for stage in chosen]
+    return [
+        WorkerGroup(
+            stage,
+            settings.workers_for(stage),
+            queue=settings.queue_name(stage),
+            prefix=settings.queue_prefix,
+        )
+        for stage in chosen
+    ]
 
 
 def worker_argv(group: WorkerGroup, *, loglevel: str = "INFO") -> list[str]:
     """The command line of one worker group."""
     return [
         sys.executable, "-m", "celery", "-A", "tasks.app", "worker",
-        "-Q", group.stage,
+        "-Q", group.queue_name,
         "-c", str(group.concurrency),
         "-n", group.node_name,
         "--pool", "prefork",
