@@ -49,8 +49,9 @@ BROKER_UNAVAILABLE = (*REDIS_UNAVAILABLE, kombu.exceptions.OperationalError)
 
 
 _CHUNK_STAGES = frozenset({"compress", "encrypt", "hash"})
-# Longer than a stage takes on one chunk on a busy machine; a copy waits at most this.
-_CHUNK_LEASE_S = 20
+# Longer than a stage takes on one chunk on a busy machine, short enough that a copy
+# waiting on a killed holder (whose lease only expires) finishes the chord soon after.
+_CHUNK_LEASE_S = 5
 _LEASE_POLL_S = 0.05
 
 

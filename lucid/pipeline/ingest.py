@@ -150,7 +150,8 @@ def append(
 ) -> dict[str, Any]:
     """Append `stream` to an ACTIVE session at `offset`, which must equal the committed
     length (OffsetMismatch otherwise, nothing appended); `on_chunk(session_id, i, final)`
-    for every chunk committed. Returns the session document after the last commit.
+    for every chunk committed. Returns the session document after the last commit, with
+    `offset`: the committed length (known here, so the caller need not read it back).
 
     A stream that fails midway keeps what was read before (committed as a tail); a stream
     over `limit` keeps only the full chunks committed before the limit was hit.
@@ -188,7 +189,8 @@ def append(
         writer.close(keep_tail=True)  # what arrived before the failure is a valid prefix
         raise
     writer.close(keep_tail=True)
-    return writer.doc if writer.doc is not None else rt.meta.get_session(session_id)
+    doc = writer.doc if writer.doc is not None else rt.meta.get_session(session_id)
+    return {**doc, "offset": writer.committed}
 
 
 class _Appender:
