@@ -48,7 +48,9 @@ TRANSIENT = (
 BROKER_UNAVAILABLE = (*REDIS_UNAVAILABLE, kombu.exceptions.OperationalError)
 
 
-_CHUNK_STAGES = frozenset({"compress", "encrypt", "hash"})
+# Only compress: it is where a second copy costs (10x the CPU per byte of encrypt + hash),
+# and a copy waiting in a one-process encrypt or hash group would hold its only slot.
+_CHUNK_STAGES = frozenset({"compress"})
 # Longer than a stage takes on one chunk on a busy machine, short enough that a copy
 # waiting on a killed holder (whose lease only expires) finishes the chord soon after.
 _CHUNK_LEASE_S = 5
