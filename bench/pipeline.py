@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench.upload import bench_client, post_file
 from cli.client import Client
 
 __all__ = ["PipelineResult", "RssSampler", "measure_pipeline"]
@@ -47,7 +48,7 @@ def _cpu(proc: psutil.Process, *, tree: bool = True) -> float:
 
 
 class RssSampler(threading.Thread):
-    """Peak resident memory (sampled every 20 ms) and CPU seconds per named process tree."""
+    """Peak resident memory (sampled every 250 ms) and CPU seconds per named process tree."""
 
     def __init__(self, roots: dict[str, int]) -> None:
         super().__init__(daemon=True)
@@ -62,7 +63,7 @@ class RssSampler(threading.Thread):
 
     def run(self) -> None:
         trees = {name: _tree(p) for name, p in self._procs.items()}
-        while not self._stop_event.wait(0.1):
+        while not self._stop_event.wait(0.25):  # sampling is the client's CPU: keep it rare
             for name, tree in trees.items():
                 rss = 0
                 for p in tree:
@@ -77,15 +78,14 @@ class RssSampler(threading.Thread):
             n: round(_cpu(p, tree=n not in self._own) - self._cpu_start[n], 2)
             for n, p in self._procs.items()
         }
-        shown = ("api", "worker-")
-        return {k: round(v, 1) for k, v in self.peak.items() if k.startswith(shown)}
+        return {k: round(v, 1) for k, v in self.peak.items() if k != "bench-client"}
 
 
 _METRIC = re.compile(r'^lucid_stage_seconds_total\{stage="(\w+)"\} ([0-9.eE+-]+)$', re.M)
 
 
-def stage_seconds(api_url: str) -> dict[str, float]:
-    text = httpx.get(api_url + "/metrics", timeout=10).text
+def stage_seconds(api_url: str, headers: dict[str, str] | None = None) -> dict[str, float]:
+    text = httpx.get(api_url + "/metrics", timeout=10, headers=headers).text
     return {stage: float(value) for stage, value in _METRIC.findall(text)}
 
 
@@ -102,22 +102,29 @@ def _warm_up(client: Client, path: Path) -> None:
     path.unlink()
 
 
+def upload_once(client: Client, session_id: str, path: Path, token: str | None = None) -> None:
+    """Start, one POST /data of the whole file (sendfile), stop."""
+    client.start(session_id)
+    post_file(str(client.http.base_url), session_id, path, 0, token)
+    client._stop(session_id)
+
+
 def measure_pipeline(
-    api_url: str, path: Path, rss_roots: dict[str, int] | None = None
+    api_url: str, path: Path, rss_roots: dict[str, int] | None = None, token: str | None = None
 ) -> PipelineResult:
-    """Create a session, PUT the file, wait for the anchor; times from server timestamps.
+    """Create a session, POST the file, wait for the anchor; times from server timestamps.
 
     A one-chunk session goes through first, so every worker process is warm, as in a
     stack that has been running.
     """
-    client = Client(api_url)
+    client = bench_client(api_url, token)
     _warm_up(client, path.parent / "warm-up.bin")
-    before = stage_seconds(api_url)
+    before = stage_seconds(api_url, dict(client.http.headers))
     sampler = RssSampler(rss_roots or {})
     sampler.start()
     session_id = client.create({"bench": path.name})["session_id"]
     started = time.time()
-    client.upload(session_id, path)
+    upload_once(client, session_id, path, token)
     uploaded = time.time()
     # Times come from server timestamps; polling only adds load, so poll slowly.
     status = client.wait(session_id, timeout=3600, interval=0.5)
@@ -125,7 +132,7 @@ def measure_pipeline(
     if status["state"] == "ERROR":
         raise RuntimeError(f"session failed: {status['error']}")
     anchored = _ts(status["anchor_at"])
-    after = stage_seconds(api_url)
+    after = stage_seconds(api_url, dict(client.http.headers))
     size = path.stat().st_size
     return PipelineResult(
         mbps=size / (anchored - started) / 1e6,

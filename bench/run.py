@@ -18,8 +18,10 @@ from typing import Any
 import click
 
 from bench.corpus import write_corpus
-from bench.limit import measure_limit
+from bench.efficiency import cpu_report, format_groups
+from bench.limit import LimitResult, measure_limit
 from bench.pipeline import measure_pipeline
+from bench.upload import stack_token
 from cli.servers import free_port
 from cli.stack import Stack, StackConfig
 from lucid.settings import load_settings
@@ -40,13 +42,13 @@ def run_once(
     """One pipeline run (on a fresh embedded stack unless `api`) and its settings."""
     settings = load_settings({**os.environ, **env})
     if api:
-        return measure_pipeline(api, path).__dict__, {}
+        return measure_pipeline(api, path, token=None).__dict__, {}
     config = StackConfig(
         data_dir=work_dir, api_port=free_port(), flower_port=None, extra_env=env, loglevel="WARNING"
     )
     with Stack(config) as stack:
         roots = {p.name: p.popen.pid for p in stack.procs}
-        result = measure_pipeline(stack.api_url, path, roots).__dict__
+        result = measure_pipeline(stack.api_url, path, roots, stack_token(stack)).__dict__
     workers = {
         stage: settings.workers_for(stage)
         for stage in ("compress", "encrypt", "hash", "merkle", "anchor")
@@ -62,38 +64,59 @@ def run_once(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Use this recording instead.",
 )
+@click.option("--seed", default=7, show_default=True, help="Seed of the generated corpus.")
 @click.option("--chunk-mb", default=10.0, show_default=True)
 @click.option("--compression", default="zstd", show_default=True)
 @click.option("--level", default=6, show_default=True)
 @click.option("--encryption", default="AES-256-GCM", show_default=True)
 @click.option("--api", default=None, help="Measure a running stack instead of starting one.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write bench.json and bench.md here (e.g. docs/benchmarks).",
+)
 def bench(
-    size_mb: int, file: Path | None, chunk_mb: float, compression: str, level: int,
-    encryption: str, api: str | None, as_json: bool,
+    size_mb: int, file: Path | None, seed: int, chunk_mb: float, compression: str, level: int,
+    encryption: str, api: str | None, as_json: bool, out: Path | None,
 ) -> None:  # fmt: skip
     """Measure the pipeline against the in-process limit on the same input and settings."""
     env = _stack_env(chunk_mb, compression, level, encryption)
     chunk_size = int(chunk_mb * 1024 * 1024)
     with tempfile.TemporaryDirectory(prefix="lucid-bench-") as tmp:
         work = Path(tmp)
-        path = file or write_corpus(work / "corpus.bin", size_mb * 1024 * 1024)
+        path = file or write_corpus(work / "corpus.bin", size_mb * 1024 * 1024, seed)
         limit = measure_limit(path, chunk_size, compression, level, encryption)
         pipeline, workers = run_once(path, api, env, work / "stack")
         size = path.stat().st_size
-    pipeline_cpu = sum(pipeline["cpu_s"].values())
+    report = summarize(
+        size, limit, pipeline, workers,
+        {"chunk_mb": chunk_mb, "compression": f"{compression}-{level}", "encryption": encryption,
+         "corpus": str(file) if file else f"generated, seed {seed}"},
+    )  # fmt: skip
+    lines = render(report)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out / "bench.md").write_text("```\n" + "\n".join(lines) + "\n```\n")
+    click.echo(json.dumps(report, indent=2) if as_json else "\n".join(lines))
+
+
+def summarize(
+    size: int, limit: LimitResult, pipeline: dict[str, Any], workers: dict[str, int],
+    settings: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """One run's figures as one JSON-able dict."""
     cores = limit.processes  # one per core
-    out = {
+    cpu = cpu_report(pipeline["cpu_s"], limit.cpu_s, size)
+    return {
         "input_mb": round(size / 1e6, 1),
-        "settings": {
-            "chunk_mb": chunk_mb,
-            "compression": f"{compression}-{level}",
-            "encryption": encryption,
-            "workers": workers,
-        },
+        "cores": os.cpu_count(),
+        "settings": {**settings, "workers": workers},
         "limit_mbps": round(limit.mbps, 1),
         "limit_processes": limit.processes,
-        "limit_stage_seconds": {k: round(v, 3) for k, v in limit.stage_seconds.items()},
+        "limit_stage_cpu_s": {k: round(v, 3) for k, v in limit.stage_seconds.items()},
         "pipeline_mbps": round(pipeline["mbps"], 1),
         "ratio": round(pipeline["mbps"] / limit.mbps, 3),
         "pipeline_s": round(pipeline["seconds"], 3),
@@ -102,40 +125,48 @@ def bench(
         "chunks": pipeline["chunks"],
         "stage_seconds": pipeline["stage_seconds"],
         "peak_rss_mb": pipeline["peak_rss_mb"],
-        "cpu_s": pipeline["cpu_s"],
-        "limit_cpu_s": round(sum(limit.stage_seconds.values()), 3),
-        "pipeline_cpu_s": round(pipeline_cpu, 2),
+        "cpu": cpu,
         # Every process of the stack is counted only when the bench started it (not --api).
-        "cpu_bound_mbps": round(size / (pipeline_cpu / cores) / 1e6, 1) if workers else None,
+        "cpu_bound_mbps": (
+            round(size / (cpu["stack_cpu_s"] / cores) / 1e6, 1)
+            if workers and cpu["stack_cpu_s"]
+            else None
+        ),
     }
-    if as_json:
-        click.echo(json.dumps(out, indent=2))
-        return
-    click.echo(f"input            {out['input_mb']} MB, {out['chunks']} chunks of {chunk_mb} MiB, "
-               f"{compression}-{level}, {encryption}")  # fmt: skip
-    click.echo(
+
+
+def render(out: dict[str, Any]) -> list[str]:
+    """The human-readable report."""
+    s, cpu = out["settings"], out["cpu"]
+    lines = [
+        f"input            {out['input_mb']} MB ({s['corpus']}), {out['chunks']} chunks of "
+        f"{s['chunk_mb']} MiB, {s['compression']}, {s['encryption']}, {out['cores']} cores",
+        f"workers          {json.dumps(s['workers'])}",
         f"in-process limit {out['limit_mbps']:8.1f} MB/s  "
-        f"({limit.processes} processes, no queue/HTTP/DB)"
-    )
-    click.echo(f"pipeline         {out['pipeline_mbps']:8.1f} MB/s  (HTTP upload → anchored root)")
-    click.echo(f"ratio            {out['ratio']:8.1%}")
-    click.echo(f"upload           {out['upload_s']:8.3f} s")
-    click.echo(
-        f"seal → anchor    {out['seal_to_anchor_s']:8.3f} s  (last byte uploaded → root anchored)"
-    )
-    click.echo(
-        "stage seconds    pipeline "
-        + json.dumps(out["stage_seconds"])
-        + "  limit "
-        + json.dumps(out["limit_stage_seconds"])
-    )
-    click.echo("peak RSS (MB)    " + json.dumps(out["peak_rss_mb"]))
-    click.echo(f"CPU seconds      limit {out['limit_cpu_s']}, pipeline " + json.dumps(out["cpu_s"]))
+        f"({out['limit_processes']} processes, no queue/HTTP/DB)",
+        f"pipeline         {out['pipeline_mbps']:8.1f} MB/s  (upload → anchored root)",
+        f"ratio            {out['ratio']:8.3f}",
+        f"upload           {out['upload_s']:8.3f} s",
+        f"seal → anchor    {out['seal_to_anchor_s']:8.3f} s  (last byte uploaded → root anchored)",
+        f"limit CPU        {cpu['limit_cpu_s']:8.2f} CPU-s  "
+        f"({cpu['limit_cpu_ms_per_mb']} CPU-ms/MB; stages {json.dumps(out['limit_stage_cpu_s'])})",
+        f"stack CPU        {cpu['stack_cpu_s']:8.2f} CPU-s  "
+        f"({cpu['stack_cpu_ms_per_mb']} CPU-ms/MB)",
+        f"efficiency       {cpu['efficiency']:8.3f}  (limit CPU / stack CPU)"
+        if cpu["efficiency"] is not None
+        else "efficiency            n/a",
+        f"client CPU       {cpu['client_cpu_s']:8.2f} CPU-s  (counted apart)",
+        "CPU by group",
+        *format_groups(cpu),
+        "peak RSS (MB)    " + json.dumps(out["peak_rss_mb"]),
+        "stage seconds    " + json.dumps(out["stage_seconds"]),
+    ]
     if out["cpu_bound_mbps"]:
-        click.echo(
-            f"CPU-bound at     {out['cpu_bound_mbps']:8.1f} MB/s  (the pipeline's "
-            f"{out['pipeline_cpu_s']} CPU s on {cores} cores, were every core busy all along)"
+        lines.append(
+            f"CPU-bound at     {out['cpu_bound_mbps']:8.1f} MB/s  (the stack's CPU on "
+            f"{out['limit_processes']} cores, were every core busy all along)"
         )
+    return lines
 
 
 def main(args: list[str]) -> int:

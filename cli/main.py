@@ -599,11 +599,15 @@ def token_create(
 
 
 def _add_bench() -> None:
+    from bench.growth import growth
+    from bench.live import live
     from bench.run import bench
     from bench.scaling import scaling
 
     cli.add_command(bench, "bench")
     cli.add_command(scaling, "bench-scaling")
+    cli.add_command(live, "bench-live")
+    cli.add_command(growth, "bench-growth")
 
 
 _add_bench()

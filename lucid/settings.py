@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     hash_workers: int = Field(2, alias="HASH_WORKERS", ge=1, le=256)
     merkle_workers: int = Field(2, alias="MERKLE_WORKERS", ge=1, le=256)
     anchor_workers: int = Field(1, alias="ANCHOR_WORKERS", ge=1, le=256)
-    worker_profile: Literal["seeds", "cores"] = Field("seeds", alias="WORKER_PROFILE")
+    worker_profile: Literal["seeds", "cores"] = Field("cores", alias="WORKER_PROFILE")
 
     data_dir: Path = Field(Path("./lucid-data"), alias="LUCID_DATA_DIR")
     key_dir: Path | None = Field(None, alias="LUCID_KEY_DIR")
@@ -237,17 +237,23 @@ class Settings(BaseSettings):
     def workers_for(self, stage: str) -> int:
         """Worker concurrency of one stage queue.
 
-        An explicit <STAGE>_WORKERS wins. Otherwise the "seeds" profile gives the seeds'
-        counts (compress 4, encrypt 4, hash 2, merkle 2, anchor 1); "cores" gives each CPU
-        stage one process per core and merkle/anchor one, which measured fastest on small
-        machines (see `lucid bench-scaling`).
+        An explicit <STAGE>_WORKERS wins. Otherwise the "cores" profile (the default)
+        fits the processes to the machine: compress one per core, encrypt and hash one per
+        two cores (each does a tenth of compress's work per byte), merkle and anchor one;
+        the "seeds" profile gives the seeds' counts (compress 4, encrypt 4, hash 2,
+        merkle 2, anchor 1). On 2 cores the seeds' 13 pool processes measured more CPU
+        per byte than the cores' 6 (see docs/benchmarks).
         """
         if stage not in STAGES:
             raise ConfigError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
         field = f"{stage}_workers"
         if self.worker_profile == "cores" and field not in self.model_fields_set:
-            cpu_bound = stage in ("compress", "encrypt", "hash")
-            return (os.cpu_count() or 1) if cpu_bound else 1
+            cores = os.cpu_count() or 1
+            return {
+                "compress": cores,
+                "encrypt": max(1, cores // 2),
+                "hash": max(1, cores // 2),
+            }.get(stage, 1)
         return int(getattr(self, field))
 
 

@@ -7,6 +7,7 @@ ones move the session to ERROR with the reason and are not retried.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -47,6 +48,15 @@ TRANSIENT = (
 BROKER_UNAVAILABLE = (*REDIS_UNAVAILABLE, kombu.exceptions.OperationalError)
 
 
+# Only compress: it is where a second copy costs (10x the CPU per byte of encrypt + hash),
+# and a copy waiting in a one-process encrypt or hash group would hold its only slot.
+_CHUNK_STAGES = frozenset({"compress"})
+# Longer than a stage takes on one chunk on a busy machine, short enough that a copy
+# waiting on a killed holder (whose lease only expires) finishes the chord soon after.
+_CHUNK_LEASE_S = 5
+_LEASE_POLL_S = 0.05
+
+
 class RedeliveryCapExceeded(LucidError):
     """A message came back more often than REDELIVERY_CAP allows (a poison message)."""
 
@@ -69,6 +79,7 @@ class StageTask(Task):  # type: ignore[misc]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self._check_redelivery_cap()
         started = time.perf_counter()
+        lease = self._lease(args)
         try:
             result = super().__call__(*args, **kwargs)
         except BROKER_UNAVAILABLE as exc:
@@ -76,6 +87,9 @@ class StageTask(Task):  # type: ignore[misc]
             # hand the message back rather than fail the session; the reject reaches
             # Redis once it is back, or the message stays unacked and is restored.
             raise Reject(exc, requeue=True) from exc
+        finally:
+            if lease:
+                self._release(lease)
         elapsed = time.perf_counter() - started
         record_stage_time(self.app, self.stage, elapsed)
         log.info(
@@ -84,6 +98,46 @@ class StageTask(Task):  # type: ignore[misc]
             _index_of(args), elapsed * 1000,
         )  # fmt: skip
         return result
+
+    def _lease(self, args: Any) -> str | None:
+        """Run one copy of a chunk's stage at a time; returns the lease key held.
+
+        The seal's chord sends a chain for every chunk not yet hashed, and a redelivery can
+        run beside the first delivery: without this, a copy that starts while the first is
+        still compressing finds no output yet and does the whole work again (measured: the
+        compress workers spent 1.8x the in-process limit's CPU on the same bytes). A copy
+        waits until the running one is done, then finds its output and skips. The lease
+        expires after CHUNK_LEASE_S, so a copy never waits long on a dead worker; the same
+        task id (a redelivery of the holder) takes it over at once.
+        """
+        if self.stage not in _CHUNK_STAGES:
+            return None
+        session_id, index = _session_of(args, {}), _index_of(args)
+        if session_id is None or not isinstance(index, int):
+            return None
+        key = f"lucid:lease:{self.stage}:{session_id}:{index}"
+        me = str(self.request.id)
+        deadline = time.monotonic() + _CHUNK_LEASE_S
+        try:
+            redis = self.app.backend.client
+            while True:
+                if redis.set(key, me, nx=True, ex=_CHUNK_LEASE_S):
+                    return key
+                holder = redis.get(key)
+                if holder is None:
+                    continue
+                if holder.decode() == me or time.monotonic() > deadline:
+                    return None
+                time.sleep(_LEASE_POLL_S)
+        except REDIS_UNAVAILABLE as exc:  # a wasted copy at worst: run it
+            log.warning("event=lease_unavailable task_id=%s error=%r", me, exc)
+            return None
+
+    def _release(self, key: str) -> None:
+        with contextlib.suppress(*REDIS_UNAVAILABLE):
+            redis = self.app.backend.client
+            if (redis.get(key) or b"").decode() == str(self.request.id):
+                redis.delete(key)
 
     def _check_redelivery_cap(self) -> None:
         settings = get_runtime().settings

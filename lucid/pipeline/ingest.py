@@ -150,7 +150,8 @@ def append(
 ) -> dict[str, Any]:
     """Append `stream` to an ACTIVE session at `offset`, which must equal the committed
     length (OffsetMismatch otherwise, nothing appended); `on_chunk(session_id, i, final)`
-    for every chunk committed. Returns the session document after the last commit.
+    for every chunk committed. Returns the session document after the last commit, with
+    `offset`: the committed length (known here, so the caller need not read it back).
 
     A stream that fails midway keeps what was read before (committed as a tail); a stream
     over `limit` keeps only the full chunks committed before the limit was hit.
@@ -188,7 +189,8 @@ def append(
         writer.close(keep_tail=True)  # what arrived before the failure is a valid prefix
         raise
     writer.close(keep_tail=True)
-    return writer.doc if writer.doc is not None else rt.meta.get_session(session_id)
+    doc = writer.doc if writer.doc is not None else rt.meta.get_session(session_id)
+    return {**doc, "offset": writer.committed}
 
 
 class _Appender:
@@ -207,23 +209,15 @@ class _Appender:
         self.garbage = [p["key"] for p in state.stale_parts]
         self.token = layout.new_token()
         self.doc: dict[str, Any] | None = None
+        # The buffer holds the chunk's bytes from `base` on: this request's only, until the
+        # chunk fills and its earlier parts are read back in (_load_parts). A small append
+        # (a live recorder's piece) never rereads the parts before it: reading them on
+        # every request cost O(parts) per append, O(parts²) per chunk.
         self.buffers = [bytearray(self.size)]
         self.buf = self.buffers[0]
-        self.filled = 0
-        for part in self.parts:
-            try:
-                with rt.blobs.view(part["key"]) as data:
-                    if len(data) != int(part["length"]):
-                        raise IntegrityError(
-                            f"part {part['key']} is {len(data)} bytes, expected {part['length']}",
-                            session_id=session_id,
-                            chunk_index=self.index,
-                        )
-                    self.buf[self.filled : self.filled + len(data)] = data
-                    self.filled += len(data)
-            except FileNotFoundError:  # the chunk was committed and its parts deleted
-                raise _lost(rt, session_id, self.start) from None
-        self.new_from = self.filled  # this request's bytes start here in the buffer
+        self.base = state.tail_length if self.parts else 0
+        self.filled = self.base  # chunk offset of the next byte
+        self.new_from = self.filled  # this request's bytes start here in the chunk
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="lucid-ingest")
         self._pending: Future[None] | None = None
         self._error: BaseException | None = None
@@ -237,7 +231,8 @@ class _Appender:
                 if self.filled == self.size:  # full and more follows: not the final chunk
                     self._hand_off()
                 take = min(len(view), self.size - self.filled)
-                self.buf[self.filled : self.filled + take] = view[:take]
+                at = self.filled - self.base
+                self.buf[at : at + take] = view[:take]
                 self.filled += take
                 view = view[take:]
             self.position += len(data)
@@ -249,14 +244,43 @@ class _Appender:
         if self._error is not None:
             raise self._error
 
+    def _load_parts(self) -> None:
+        """Put the chunk's committed parts in front of this request's bytes (once)."""
+        if not self.base:
+            return
+        mine = bytes(self.buf[: self.filled - self.base])
+        at = 0
+        for part in self.parts:
+            try:
+                with self.rt.blobs.view(part["key"]) as data:
+                    if len(data) != int(part["length"]):
+                        raise IntegrityError(
+                            f"part {part['key']} is {len(data)} bytes, expected {part['length']}",
+                            session_id=self.session_id,
+                            chunk_index=self.index,
+                        )
+                    self.buf[at : at + len(data)] = data
+                    at += len(data)
+            except FileNotFoundError:  # the chunk was committed and its parts deleted
+                raise _lost(self.rt, self.session_id, self.start) from None
+        if at != self.base:
+            raise IntegrityError(
+                f"tail parts hold {at} bytes, expected {self.base}",
+                session_id=self.session_id,
+                chunk_index=self.index,
+            )
+        self.buf[at : at + len(mine)] = mine
+        self.base = 0
+
     def _hand_off(self) -> None:
         self._wait()  # the other buffer's commit: its buffer is about to be refilled
+        self._load_parts()
         parts, self.parts = self.parts, []
         self._pending = self._committer.submit(self._commit_full, self.buf, self.index, parts)
         if len(self.buffers) == 1:
             self.buffers.append(bytearray(self.size))
         self.buf = self.buffers[1] if self.buf is self.buffers[0] else self.buffers[0]
-        self.index, self.filled, self.new_from = self.index + 1, 0, 0
+        self.index, self.filled, self.new_from, self.base = self.index + 1, 0, 0, 0
 
     def _swap(self, tail: dict[str, Any], cache: dict[str, Any]) -> bool:
         doc = self.rt.meta.swap_tail(self.session_id, self.seq, tail, cache)
@@ -296,7 +320,8 @@ class _Appender:
     def _commit_part(self) -> None:
         offset = self.index * self.size + self.new_from
         key = layout.part_key(self.session_id, self.index, offset, self.token)
-        self.rt.blobs.put(key, bytes(self.buf[self.new_from : self.filled]))
+        start = self.new_from - self.base
+        self.rt.blobs.put(key, bytes(self.buf[start : self.filled - self.base]))
         part = {"key": key, "length": self.filled - self.new_from}
         seq = (self.seq or 0) + 1
         tail = {

@@ -46,6 +46,7 @@ class ChunkRef(TypedDict, total=False):
     plaintext_len: int
     compressed_len: int
     ciphertext_len: int
+    raw_key: str  # the raw blob the chunk's record names (hash deletes it: no re-read)
 
 
 class LeafRef(TypedDict):
@@ -84,6 +85,8 @@ def compress_chunk(rt: Runtime, session_id: str, index: int, final: bool) -> Chu
     doc = rt.meta.get_chunk(session_id, index)
     plaintext_len = int(doc["plaintext_len"])
     ref = ChunkRef(session_id=session_id, index=index, final=final, plaintext_len=plaintext_len)
+    if doc.get("raw_key"):
+        ref["raw_key"] = str(doc["raw_key"])
     if rt.blobs.exists(out_key):  # a retry, a redelivery or the seal's chord got here first
         ref["compressed_len"] = rt.blobs.size(out_key)
         return ref
@@ -161,7 +164,8 @@ def hash_chunk(rt: Runtime, ref: ChunkRef) -> LeafRef:
         journal=True,
     )
     # The leaf is durable: the plaintext and compressed copies must not stay at rest.
-    rt.blobs.delete(_raw_key(rt.meta.get_chunk(session_id, index)))
+    raw_key = ref.get("raw_key") or _raw_key(rt.meta.get_chunk(session_id, index))
+    rt.blobs.delete(raw_key)
     rt.blobs.delete(layout.compressed_key(session_id, index))
     return LeafRef(index=index, leaf_hash=leaf_hash)
 

@@ -649,3 +649,19 @@ def test_stop_records_a_chunk_an_append_committed_but_did_not_record(rt: Runtime
     assert (doc["chunk_count"], doc["bytes_received"]) == (3, 2 * CHUNK)
     assert rt.meta.get_chunk(sid, 2)["plaintext_len"] == 0
     assert _seal_and_restore(rt, sid) == data[: 2 * CHUNK]
+
+
+def test_small_pieces_across_chunks_keep_every_byte_and_each_append_returns_its_offset(
+    rt: Runtime,
+) -> None:
+    sid = _active(rt)
+    piece = CHUNK // 5 + 3  # pieces straddle every chunk boundary, several parts per chunk
+    data = incompressible(3 * CHUNK + 11)
+    cuts: Cuts = []
+    for offset in range(0, len(data), piece):
+        doc = _append(rt, sid, data[offset : offset + piece], cuts, offset=offset)
+        assert doc["offset"] == min(len(data), offset + piece)
+        assert sessions.committed_length(rt, sid) == doc["offset"]
+    assert cuts == [(0, False), (1, False), (2, False)]  # the 11-byte tail waits for the stop
+    sessions.stop(rt, sid)
+    assert b"".join(_raw_chunks(rt, sid)) == data

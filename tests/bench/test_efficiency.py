@@ -1,0 +1,52 @@
+"""The benchmark's pure parts: the efficiency figures, the corpus, the uploader's auth."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import pytest
+
+from bench.corpus import corpus_blocks
+from bench.efficiency import cpu_report
+from bench.upload import auth_headers
+
+
+def test_efficiency_is_the_limit_cpu_over_the_stack_cpu_without_the_client() -> None:
+    cpu = {"api": 1.0, "worker-compress": 2.0, "secantus": 1.0, "bench-client": 5.0}
+    report = cpu_report(cpu, limit_cpu_s=3.0, size_bytes=100_000_000)
+    assert report["stack_cpu_s"] == 4.0
+    assert report["client_cpu_s"] == 5.0
+    assert report["efficiency"] == 0.75
+    assert report["groups"]["worker-compress"] == {"cpu_s": 2.0, "cpu_ms_per_mb": 20.0}
+    assert list(report["groups"]) == ["worker-compress", "api", "secantus"]  # largest first
+    assert "bench-client" not in report["groups"]
+
+
+def test_a_stack_that_spent_nothing_has_no_efficiency() -> None:
+    assert cpu_report({"bench-client": 1.0}, 1.0, 1_000_000)["efficiency"] is None
+
+
+def test_the_corpus_is_deterministic_and_mixes_incompressible_and_compressible_blocks() -> None:
+    blocks = list(corpus_blocks(40 * 2**20, seed=3))
+    assert blocks == list(corpus_blocks(40 * 2**20, seed=3))
+    assert sum(map(len, blocks)) == 40 * 2**20
+    ratios = [len(zlib.compress(b, 1)) / len(b) for b in blocks]
+    assert max(ratios) > 0.95  # video
+    assert min(ratios) < 0.3  # frames, text, events
+    assert any(b.startswith(b"\x00\x00\x00\x01") for b in blocks)  # NAL start codes
+
+
+def test_auth_comes_from_the_token_then_the_environment_then_the_token_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("LUCID_TOKEN", raising=False)
+    monkeypatch.delenv("LUCID_TOKEN_FILE", raising=False)
+    assert auth_headers() == {}
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    monkeypatch.setenv("LUCID_TOKEN_FILE", str(token_file))
+    assert auth_headers() == {"Authorization": "Bearer from-file"}
+    monkeypatch.setenv("LUCID_TOKEN", "from-env")
+    assert auth_headers() == {"Authorization": "Bearer from-env"}
+    assert auth_headers("given") == {"Authorization": "Bearer given"}
