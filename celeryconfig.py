@@ -40,16 +40,23 @@ task_routes = {f"lucid.{stage}": {"queue": stage} for stage in STAGES} | {
     "lucid.seal": {"queue": "merkle"},
     "lucid.publish_seal": {"queue": "merkle"},
     "lucid.lifecycle.reconcile": {"queue": "merkle"},
+    "lucid.lifecycle.retention": {"queue": "merkle"},
 }
 # The reconcile sweep (tasks/reconcile.py), sent by `celery beat`; a sweep that waited past
 # the next one is dropped unrun, so a stopped merkle worker does not come back to a pile.
-imports = ("tasks.reconcile",)
+imports = ("tasks.reconcile", "tasks.lifecycle")
 beat_schedule = {
     "reconcile": {
         "task": "lucid.lifecycle.reconcile",
         "schedule": _settings.reconcile_interval_s,
         "options": {"queue": "merkle", "expires": _settings.reconcile_interval_s},
-    }
+    },
+    # End of life (tasks/lifecycle.py): retention and abandoned sessions.
+    "retention": {
+        "task": "lucid.lifecycle.retention",
+        "schedule": _settings.retention_sweep_interval_s,
+        "options": {"queue": "merkle", "expires": _settings.retention_sweep_interval_s},
+    },
 }
 
 # At-least-once: ack after the task ran; a lost worker's message is redelivered.

@@ -21,10 +21,15 @@ REDIS_UNAVAILABLE = (
 
 SECONDS_KEY = "lucid:stage_seconds"
 COUNT_KEY = "lucid:stage_tasks"
+# Per session too, for its statistics; kept a while after its last task.
+SESSION_SECONDS_KEY = "lucid:session_stage_seconds:{}"
+SESSION_COUNT_KEY = "lucid:session_stage_tasks:{}"
+SESSION_KEYS_TTL_S = 90 * 24 * 3600
 
 
-def record_stage_time(app: Any, stage: str, seconds: float) -> None:
-    """Add one finished task of `stage` and its duration to the shared counters.
+def record_stage_time(app: Any, stage: str, seconds: float, session_id: str | None = None) -> None:
+    """Add one finished task of `stage` and its duration to the shared counters (and to
+    the session's, when known).
 
     The counters are a measurement, not part of the work: with Redis away the sample is
     dropped (and logged) rather than failing a task that already did its job."""
@@ -32,6 +37,11 @@ def record_stage_time(app: Any, stage: str, seconds: float) -> None:
         pipe = app.backend.client.pipeline(transaction=False)
         pipe.hincrbyfloat(SECONDS_KEY, stage, seconds)
         pipe.hincrby(COUNT_KEY, stage, 1)
+        if session_id:
+            for key in (SESSION_SECONDS_KEY, SESSION_COUNT_KEY):
+                pipe.expire(key.format(session_id), SESSION_KEYS_TTL_S)
+            pipe.hincrbyfloat(SESSION_SECONDS_KEY.format(session_id), stage, seconds)
+            pipe.hincrby(SESSION_COUNT_KEY.format(session_id), stage, 1)
         pipe.execute()
     except REDIS_UNAVAILABLE as exc:
         log.warning("event=stage_time_dropped stage=%s error=%r", stage, exc)
@@ -57,3 +67,17 @@ def stage_stats(app: Any) -> dict[str, dict[str, float]]:
             }
     broker.release()
     return out
+
+
+def session_stage_times(app: Any, session_id: str) -> dict[str, dict[str, float]]:
+    """{stage: {"tasks": n, "seconds": s}} of the tasks run for one session."""
+    client = app.backend.client
+    seconds = client.hgetall(SESSION_SECONDS_KEY.format(session_id))
+    counts = client.hgetall(SESSION_COUNT_KEY.format(session_id))
+    return {
+        stage: {
+            "tasks": float(counts.get(stage.encode(), 0)),
+            "seconds": round(float(seconds.get(stage.encode(), 0.0)), 6),
+        }
+        for stage in STAGES
+    }

@@ -25,6 +25,7 @@ from lucid.errors import (
 )
 from lucid.lifecycle.states import SessionState, Trigger
 from lucid.pipeline import stages
+from lucid.pipeline.hold import hold_if_paused
 from lucid.redaction import redact_paths
 from lucid.runtime import get_runtime
 from tasks.app import app
@@ -77,7 +78,7 @@ class StageTask(Task):  # type: ignore[misc]
             # Redis once it is back, or the message stays unacked and is restored.
             raise Reject(exc, requeue=True) from exc
         elapsed = time.perf_counter() - started
-        record_stage_time(self.app, self.stage, elapsed)
+        record_stage_time(self.app, self.stage, elapsed, _session_of(args, kwargs))
         log.info(
             "event=task_done stage=%s task_id=%s task_name=%s session_id=%s index=%s ms=%.1f",
             self.stage, self.request.id, self.name, _session_of(args, kwargs),
@@ -164,7 +165,11 @@ def _index_of(args: Any) -> Any:
 # (hash, leaf) needs its result stored in the backend.
 @app.task(name="lucid.compress", base=StageTask, stage="compress", ignore_result=True)
 def compress(session_id: str, index: int, final: bool) -> stages.ChunkRef:
-    return stages.compress_chunk(get_runtime(), session_id, index, final)
+    rt = get_runtime()
+    if hold_if_paused(rt, session_id, index):
+        # The chain ends here, the chunk marked held; resuming the pipeline sends it again.
+        raise Ignore()
+    return stages.compress_chunk(rt, session_id, index, final)
 
 
 @app.task(name="lucid.encrypt", base=StageTask, stage="encrypt", ignore_result=True)
