@@ -44,11 +44,14 @@ def test_put_replaces_metadata_and_keeps_everything_else(client: Client) -> None
 
 
 @pytest.mark.parametrize(
-    "body, named",
+    ("body", "named"),
     [
         ({"state": "STOPPED"}, ["state"]),
         ({"merkle_root": "00" * 32, "metadata": {}}, ["merkle_root"]),
-        ({"key": {}, "chunk_size": 1, "bytes_received": 0}, ["bytes_received", "chunk_size", "key"]),
+        (
+            {"key": {}, "chunk_size": 1, "bytes_received": 0},
+            ["bytes_received", "chunk_size", "key"],
+        ),
         ({"content": "x"}, ["content"]),
     ],
 )
@@ -63,14 +66,16 @@ def test_put_refuses_fields_that_are_not_editable_naming_them(
 
 def test_put_with_bad_metadata_or_hold_is_400(client: Client) -> None:
     sid = client.create()["session_id"]
-    assert "metadata" in _error(client.http.put(f"{SESSIONS}/{sid}", json={"metadata": 3}), 400)[
-        "message"
-    ]
+    assert (
+        "metadata"
+        in _error(client.http.put(f"{SESSIONS}/{sid}", json={"metadata": 3}), 400)["message"]
+    )
     body = _error(client.http.put(f"{SESSIONS}/{sid}", json={"legal_hold": "yes"}), 400)
     assert "legal_hold" in body["message"]
-    assert "expected at least one" in _error(client.http.put(f"{SESSIONS}/{sid}", json={}), 400)[
-        "message"
-    ]
+    assert (
+        "expected at least one"
+        in _error(client.http.put(f"{SESSIONS}/{sid}", json={}), 400)["message"]
+    )
 
 
 def test_delete_shreds_the_session_leaving_a_tombstone_and_downloads_are_gone(
