@@ -9,6 +9,7 @@ stopped here: the final chunk and the seal go to the pipeline as on `POST .../st
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from celery.utils.log import get_task_logger
 
 from lucid.lifecycle import retention as core
 from lucid.pipeline import sessions
+from lucid.pipeline.ingest import OnChunk
 from lucid.runtime import Runtime, get_runtime
 from tasks.app import app
 from tasks.canvas import enqueue_chunk, enqueue_seal
@@ -25,13 +27,21 @@ __all__ = ["retention_sweep", "run_retention"]
 log = get_task_logger(__name__)
 
 
-def run_retention(rt: Runtime, now: datetime | None = None) -> dict[str, Any]:
-    """One sweep at `now` (default: the current time); return what it did by session id."""
+def run_retention(
+    rt: Runtime,
+    now: datetime | None = None,
+    *,
+    on_chunk: OnChunk = enqueue_chunk,
+    on_seal: Callable[[str], None] = enqueue_seal,
+) -> dict[str, Any]:
+    """One sweep at `now` (default: the current time); return what it did by session id.
+
+    An abandoned session's final chunk goes to `on_chunk` and its seal to `on_seal`."""
 
     def stop_and_seal(session_id: str) -> object:
-        doc = sessions.stop(rt, session_id, enqueue_chunk)
+        doc = sessions.stop(rt, session_id, on_chunk)
         if not doc.get("merkle_root"):
-            enqueue_seal(session_id)
+            on_seal(session_id)
         return doc
 
     return core.sweep(rt, now or datetime.now(UTC), stop_and_seal).to_dict()

@@ -42,8 +42,7 @@ def test_state_time_and_label_filters(client: Client) -> None:
     assert [s["session_id"] for s in active["sessions"]] == [ids[1]] and active["total"] == 1
     both = client.list_sessions(label=f"run:{run}", state="ACTIVE,CREATED")
     assert both["total"] == 3
-    two_labels = [("label", f"run:{run}"), ("label", "n:2")]
-    one = client.http.get(SESSIONS, params=two_labels).json()
+    one = client.http.get(f"{SESSIONS}?label=run:{run}&label=n:2").json()
     assert one["total"] == 1 and one["sessions"][0]["session_id"] == ids[2]
     third = client.status(ids[2])
     later = client.list_sessions(label=f"run:{run}", created_after=third["created_at"])
@@ -53,7 +52,7 @@ def test_state_time_and_label_filters(client: Client) -> None:
     touched = client.list_sessions(label=f"run:{run}", sort="-updated_at", limit="1")
     assert touched["sessions"][0]["session_id"] == ids[1]  # started last
     assert client.list_sessions(label=f"run:{run}", updated_after="2999-01-01")["total"] == 0
-    exists = client.http.get(SESSIONS, params=[("label", f"run:{run}"), ("label", "n")]).json()
+    exists = client.http.get(f"{SESSIONS}?label=run:{run}&label=n").json()
     assert exists["total"] == 3
 
 
