@@ -56,16 +56,23 @@ task_routes = {f"lucid.{stage}": {"queue": _QUEUE[stage]} for stage in STAGES} |
     "lucid.seal": {"queue": _QUEUE["merkle"]},
     "lucid.publish_seal": {"queue": _QUEUE["merkle"]},
     "lucid.lifecycle.reconcile": {"queue": _QUEUE["merkle"]},
+    "lucid.lifecycle.retention": {"queue": _QUEUE["merkle"]},
 }
 # The reconcile sweep (tasks/reconcile.py), sent by `celery beat`; a sweep that waited past
 # the next one is dropped unrun, so a stopped merkle worker does not come back to a pile.
-imports = ("tasks.reconcile",)
+imports = ("tasks.reconcile", "tasks.lifecycle")
 beat_schedule = {
     "reconcile": {
         "task": "lucid.lifecycle.reconcile",
         "schedule": _settings.reconcile_interval_s,
         "options": {"queue": _QUEUE["merkle"], "expires": _settings.reconcile_interval_s},
-    }
+    },
+    # End of life (tasks/lifecycle.py): retention and abandoned sessions.
+    "retention": {
+        "task": "lucid.lifecycle.retention",
+        "schedule": _settings.retention_sweep_interval_s,
+        "options": {"queue": _QUEUE["merkle"], "expires": _settings.retention_sweep_interval_s},
+    },
 }
 
 # At-least-once: ack after the task ran; a lost worker's message is redelivered.

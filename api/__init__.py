@@ -18,7 +18,19 @@ def create_app(runtime: Runtime | None = None, test_config: dict[str, Any] | Non
     rt = app.extensions["lucid"] = runtime or get_runtime()
     rt.meta.ensure_indexes()
 
-    from api import bundle, chunks, errors, health, keepalive, ledger, sessions
+    from api import (
+        bundle,
+        chunk_access,
+        chunks,
+        errors,
+        health,
+        keepalive,
+        ledger,
+        lifecycle,
+        pipeline,
+        sessions,
+        statistics,
+    )
 
     errors.register(app)
     keepalive.register(app)
@@ -27,6 +39,10 @@ def create_app(runtime: Runtime | None = None, test_config: dict[str, Any] | Non
     app.register_blueprint(chunks.bp)
     app.register_blueprint(ledger.bp)
     app.register_blueprint(bundle.bp)
+    app.register_blueprint(lifecycle.bp)
+    app.register_blueprint(chunk_access.bp)
+    app.register_blueprint(pipeline.bp)
+    app.register_blueprint(statistics.bp)
     return app
 
 

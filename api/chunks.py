@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, jsonify, stream_with_context
+from flask import Blueprint, Response, jsonify, request, stream_with_context
 from flask.typing import ResponseReturnValue
 
-from api import runtime
+from api import chunk_access, runtime
 from api.validation import chunk_index
 from lucid.integrity.restore import prepare_restore, proof_for, restore_sealed, verify_session
 from lucid.storage.layout import check_session_id
@@ -49,7 +49,9 @@ def verify(session_id: str) -> ResponseReturnValue:
 @bp.get("/<session_id>/download")
 def download(session_id: str) -> ResponseReturnValue:
     """The original recording, streamed; every chunk is checked against the sealed root
-    before the first byte is sent (409 naming the chunk otherwise)."""
+    before the first byte is sent (409 naming the chunk otherwise). With `Range`: 206."""
+    if request.headers.get("Range"):
+        return chunk_access.ranged_download(session_id)
     rt = runtime()
     sealed = prepare_restore(rt, check_session_id(session_id))
     chunks: Iterator[bytes] = restore_sealed(rt, sealed)
@@ -58,6 +60,7 @@ def download(session_id: str) -> ResponseReturnValue:
         # The sum of the sealed leaves' lengths: covered by the root, unlike bytes_received.
         "Content-Length": str(sealed.size),
         "X-Lucid-Merkle-Root": sealed.session["merkle_root"],
+        "Accept-Ranges": "bytes",
     }
     return Response(
         stream_with_context(chunks), mimetype="application/octet-stream", headers=headers

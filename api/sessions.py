@@ -12,8 +12,9 @@ from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import UnsupportedMediaType
 
-from api import runtime, validation
+from api import listing, runtime, validation
 from lucid.errors import InvalidInput, TooLarge
+from lucid.lifecycle.limits import check_capacity
 from lucid.pipeline import sessions
 from lucid.storage.layout import check_session_id
 from tasks.canvas import enqueue_chunk, enqueue_seal
@@ -24,6 +25,7 @@ _PUBLIC = (
     "session_id", "state", "created_at", "updated_at", "metadata", "chunk_size",
     "compression", "compression_level", "encryption", "bytes_received", "chunk_count",
     "merkle_root", "tree_size", "sealed_at", "anchor", "anchor_at", "error",
+    "pipeline_paused", "legal_hold",
 )  # fmt: skip
 
 
@@ -109,16 +111,15 @@ def _limit() -> int | None:
 @bp.post("")
 def create() -> ResponseReturnValue:
     metadata = validation.metadata(validation.json_object(request).get("metadata", {}))
+    check_capacity(runtime())  # MAX_CONCURRENT_SESSIONS: 429 with Retry-After
     doc = sessions.create_session(runtime(), metadata)
     return jsonify(public(doc)), 201
 
 
 @bp.get("")
 def list_sessions() -> ResponseReturnValue:
-    limit = validation.decimal("limit", request.args.get("limit"), 50, 1, 1000)
-    skip = validation.decimal("skip", request.args.get("skip"), 0, 0, 2**31 - 1)
-    docs = runtime().meta.list_sessions(limit=limit, skip=skip, state=request.args.get("state"))
-    return jsonify({"sessions": [public(d) for d in docs], "limit": limit, "skip": skip})
+    """Filters, sort, total and a cursor: see api.listing."""
+    return listing.list_sessions(public)
 
 
 @bp.get("/<session_id>")

@@ -270,3 +270,40 @@ class Client:
         if response.status_code >= 400:
             self._json(response)
         return response.content
+
+    # The lifecycle: listing, control, edits, deletion, pipeline and statistics.
+
+    def list_sessions(self, **params: Any) -> dict[str, Any]:
+        """One page of sessions; `params` are the list's query parameters (None: left out)."""
+        query = {k: v for k, v in params.items() if v is not None}
+        return dict(self._json(self.http.get("/api/v1/sessions", params=query)))
+
+    def control(self, session_id: str, action: str) -> dict[str, Any]:
+        """POST .../start|pause|resume|stop."""
+        return dict(self._json(self.http.post(f"/api/v1/sessions/{session_id}/{action}")))
+
+    def update(self, session_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """PUT the session's editable fields (metadata, legal_hold)."""
+        return dict(self._json(self.http.put(f"/api/v1/sessions/{session_id}", json=fields)))
+
+    def delete(self, session_id: str) -> dict[str, Any]:
+        """Crypto-shred the session; returns its tombstone."""
+        return dict(self._json(self.http.delete(f"/api/v1/sessions/{session_id}")))
+
+    def pipeline(self, session_id: str, action: str | None = None) -> dict[str, Any]:
+        """The session's pipeline status, after `action` (pause or resume) when given."""
+        path = f"/api/v1/sessions/{session_id}/pipeline"
+        if action is None:
+            return dict(self._json(self.http.get(path)))
+        return dict(self._json(self.http.post(f"{path}/{action}")))
+
+    def statistics(self, session_id: str | None = None) -> dict[str, Any]:
+        """A session's statistics, or the deployment's when no id is given."""
+        path = "/api/v1/statistics" if session_id is None else (
+            f"/api/v1/sessions/{session_id}/statistics"
+        )  # fmt: skip
+        return dict(self._json(self.http.get(path)))
+
+    def chunk(self, session_id: str, index: int) -> dict[str, Any]:
+        """One chunk's record."""
+        return dict(self._json(self.http.get(f"/api/v1/sessions/{session_id}/chunks/{index}")))

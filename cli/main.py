@@ -598,6 +598,69 @@ def token_create(
     )
 
 
+# The lifecycle: list, start/pause/resume/stop/delete ID, stats [ID].
+
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+
+
+@cli.command("list")
+@click.option("--state", "states", multiple=True, help="Only sessions in this state (repeatable).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--sort", type=click.Choice(["created_at", "-created_at", "updated_at",
+              "-updated_at"]), default="-created_at", show_default=True)  # fmt: skip
+@JSON_OPTION
+@API_OPTION
+def list_(states: tuple[str, ...], limit: int, sort: str, as_json: bool, api_url: str) -> None:
+    """List sessions, newest first: id, state, chunks, bytes, created."""
+    page = Client(api_url).list_sessions(
+        state=",".join(states) or None, limit=str(limit), sort=sort
+    )
+    if as_json:
+        click.echo(json.dumps(page, indent=2))
+        return
+    for s in page["sessions"]:
+        click.echo(
+            f"{s['session_id']}  {s['state']:9s} {s.get('chunk_count') or 0:>6} chunks "
+            f"{s.get('bytes_received') or 0:>14} B  {s.get('created_at')}"
+        )
+    more = "; more with --limit or the API's cursor" if page.get("next") else ""
+    click.echo(f"{len(page['sessions'])} of {page['total']} sessions{more}", err=True)
+
+
+def _control(action: str, helptext: str) -> None:
+    @cli.command(action, help=helptext)
+    @click.argument("session_id")
+    @JSON_OPTION
+    @API_OPTION
+    def command(session_id: str, as_json: bool, api_url: str) -> None:
+        client = Client(api_url)
+        doc = (
+            client.delete(session_id) if action == "delete" else client.control(session_id, action)
+        )
+        shown = {k: doc.get(k) for k in ("session_id", "state", "destroyed_at", "destroyed_by")}
+        _print(doc if as_json else {k: v for k, v in shown.items() if v is not None}, as_json)
+
+
+for _action, _help in (
+    ("start", "Start a CREATED session: it accepts data."),
+    ("pause", "Pause an ACTIVE session's recording (no data accepted until resumed)."),
+    ("resume", "Resume a PAUSED session's recording."),
+    ("stop", "Stop a session: cut its final chunk and seal it (root, then anchor)."),
+    ("delete", "Delete a session by crypto-shredding: its key and bytes go, a tombstone "
+               "with the anchored root stays. Refused while on legal hold."),
+):  # fmt: skip
+    _control(_action, _help)
+
+
+@cli.command()
+@click.argument("session_id", required=False)
+@JSON_OPTION
+@API_OPTION
+def stats(session_id: str | None, as_json: bool, api_url: str) -> None:
+    """A session's statistics, or the deployment's without SESSION_ID."""
+    _print(Client(api_url).statistics(session_id), as_json)
+
+
 def _add_bench() -> None:
     from bench.growth import growth
     from bench.live import live

@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     )
     abandoned_after_h: float = Field(24.0, alias="ABANDONED_AFTER_H", gt=0, le=24 * 365)
     max_concurrent_sessions: int = Field(100, alias="MAX_CONCURRENT_SESSIONS", ge=1, le=1_000_000)
+    # How often the end-of-life sweep runs (tasks/lifecycle.py).
+    retention_sweep_interval_s: float = Field(
+        3600.0, alias="RETENTION_SWEEP_INTERVAL_S", gt=0, le=86400
+    )
 
     @field_validator("retention_days_by_tenant", mode="before")
     @classmethod

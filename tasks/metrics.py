@@ -34,8 +34,15 @@ def stage_queue(app: Any, stage: str) -> str:
     return str(app.conf.task_routes[f"lucid.{stage}"]["queue"])
 
 
-def record_stage_time(app: Any, stage: str, seconds: float) -> None:
-    """Add one finished task of `stage` and its duration to the shared counters.
+# Per session too, for its statistics; kept a while after its last task.
+SESSION_SECONDS_KEY = "session_stage_seconds:{}"
+SESSION_COUNT_KEY = "session_stage_tasks:{}"
+SESSION_KEYS_TTL_S = 90 * 24 * 3600
+
+
+def record_stage_time(app: Any, stage: str, seconds: float, session_id: str | None = None) -> None:
+    """Add one finished task of `stage` and its duration to the shared counters (and to
+    the session's, when known).
 
     The counters are a measurement, not part of the work: with Redis away the sample is
     dropped (and logged) rather than failing a task that already did its job."""
@@ -43,6 +50,13 @@ def record_stage_time(app: Any, stage: str, seconds: float) -> None:
         pipe = app.backend.client.pipeline(transaction=False)
         pipe.hincrbyfloat(_key(app, SECONDS_KEY), stage, seconds)
         pipe.hincrby(_key(app, COUNT_KEY), stage, 1)
+        if session_id:
+            session_seconds = _key(app, SESSION_SECONDS_KEY.format(session_id))
+            session_count = _key(app, SESSION_COUNT_KEY.format(session_id))
+            pipe.hincrbyfloat(session_seconds, stage, seconds)
+            pipe.hincrby(session_count, stage, 1)
+            for key in (session_seconds, session_count):
+                pipe.expire(key, SESSION_KEYS_TTL_S)
         pipe.execute()
     except REDIS_UNAVAILABLE as exc:
         log.warning("event=stage_time_dropped stage=%s error=%r", stage, exc)
@@ -82,6 +96,20 @@ def stage_stats(app: Any) -> dict[str, dict[str, float]]:
             "tasks": float(counts.get(stage.encode(), 0)),
             "seconds": float(seconds.get(stage.encode(), 0.0)),
             "queued": float(depths[stage]),
+        }
+        for stage in STAGES
+    }
+
+
+def session_stage_times(app: Any, session_id: str) -> dict[str, dict[str, float]]:
+    """{stage: {"tasks": n, "seconds": s}} of the tasks run for one session."""
+    client = app.backend.client
+    seconds = client.hgetall(_key(app, SESSION_SECONDS_KEY.format(session_id)))
+    counts = client.hgetall(_key(app, SESSION_COUNT_KEY.format(session_id)))
+    return {
+        stage: {
+            "tasks": float(counts.get(stage.encode(), 0)),
+            "seconds": round(float(seconds.get(stage.encode(), 0.0)), 6),
         }
         for stage in STAGES
     }

@@ -26,6 +26,7 @@ from lucid.errors import (
 )
 from lucid.lifecycle.states import SessionState, Trigger
 from lucid.pipeline import stages
+from lucid.pipeline.hold import hold_if_paused
 from lucid.redaction import redact_paths
 from lucid.runtime import get_runtime
 from tasks.app import app
@@ -91,7 +92,7 @@ class StageTask(Task):  # type: ignore[misc]
             if lease:
                 self._release(lease)
         elapsed = time.perf_counter() - started
-        record_stage_time(self.app, self.stage, elapsed)
+        record_stage_time(self.app, self.stage, elapsed, _session_of(args, kwargs))
         log.info(
             "event=task_done stage=%s task_id=%s task_name=%s session_id=%s index=%s ms=%.1f",
             self.stage, self.request.id, self.name, _session_of(args, kwargs),
@@ -218,7 +219,11 @@ def _index_of(args: Any) -> Any:
 # (hash, leaf) needs its result stored in the backend.
 @app.task(name="lucid.compress", base=StageTask, stage="compress", ignore_result=True)
 def compress(session_id: str, index: int, final: bool) -> stages.ChunkRef:
-    return stages.compress_chunk(get_runtime(), session_id, index, final)
+    rt = get_runtime()
+    if hold_if_paused(rt, session_id, index):
+        # The chain ends here, the chunk marked held; resuming the pipeline sends it again.
+        raise Ignore()
+    return stages.compress_chunk(rt, session_id, index, final)
 
 
 @app.task(name="lucid.encrypt", base=StageTask, stage="encrypt", ignore_result=True)

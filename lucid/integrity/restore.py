@@ -59,6 +59,7 @@ from lucid.integrity.anchors import Receipt
 from lucid.integrity.leaves import LeafRecord, ciphertext_digest_of
 from lucid.integrity.merkle import BLAKE3, inclusion_proof, inclusion_proofs, root, verify_inclusion
 from lucid.integrity.sealed import load_sealed_leaves
+from lucid.lifecycle.shred import check_not_destroyed
 from lucid.lifecycle.states import SessionState
 from lucid.pipeline.codecs import get_codec
 from lucid.pipeline.stages import leaf_record
@@ -70,11 +71,14 @@ __all__ = [
     "Sealed",
     "VerifyReport",
     "check_anchor",
+    "check_stored",
+    "open_chunk",
     "prepare_restore",
     "proof_for",
     "restore",
     "restore_sealed",
     "sealed_chunks",
+    "session_key_for",
     "verify_session",
 ]
 
@@ -144,6 +148,7 @@ def sealed_chunks(rt: Runtime, session_id: str) -> Sealed:
     """The sealed session's leaves, proven to rebuild the sealed root, and every field of
     the session and its chunk records that disagrees with them (see the module table)."""
     session = rt.meta.get_session(session_id)
+    check_not_destroyed(session)  # Gone (410): the tombstone has no bytes to prove
     if session["state"] != SessionState.STOPPED or not session.get("merkle_root"):
         raise Conflict(f"session {session_id} is {session['state']}, not sealed yet")
     records = rt.meta.list_chunks(session_id)
@@ -316,7 +321,7 @@ def check_anchor(rt: Runtime, session: dict[str, Any]) -> Receipt:
     return receipt
 
 
-def _check_stored(rt: Runtime, session_id: str, leaf: LeafRecord) -> bytes:
+def check_stored(rt: Runtime, session_id: str, leaf: LeafRecord) -> bytes:
     """The stored ciphertext of a chunk, after checking it against its sealed leaf."""
     index = leaf.index
     try:
@@ -342,9 +347,10 @@ def _check_stored(rt: Runtime, session_id: str, leaf: LeafRecord) -> bytes:
     return blob
 
 
-def _session_key(
+def session_key_for(
     rt: Runtime, session: dict[str, Any], private_key: X25519PrivateKey | None
 ) -> X25519PrivateKey:
+    """The session's private key, unwrapped with `private_key` or the deployment's."""
     session_id = session["session_id"]
     recipient = private_key or load_recipient_private(rt.settings.keys_path)
     try:
@@ -371,14 +377,14 @@ def verify_session(rt: Runtime, session_id: str) -> VerifyReport:
     proofs = inclusion_proofs(BLAKE3, sealed.leaf_hashes)
     for leaf, leaf_hash, proof in zip(sealed.leaves, sealed.leaf_hashes, proofs, strict=True):
         try:
-            _check_stored(rt, session_id, leaf)
+            check_stored(rt, session_id, leaf)
             verify_inclusion(BLAKE3, leaf_hash, leaf.index, len(proofs), proof, root_bytes)
             if leaf.index not in bad_records:
                 report.chunks_verified += 1
         except LucidError as exc:
             report.failures.append(str(exc))
     try:
-        _session_key(rt, session, None)
+        session_key_for(rt, session, None)
     except KeyMaterialError:
         pass  # this process holds no recipient key: restore will check the envelope
     except LucidError as exc:
@@ -409,7 +415,7 @@ def prepare_restore(rt: Runtime, session_id: str) -> Sealed:
     sealed.raise_first()
     check_anchor(rt, sealed.session)
     for leaf in sealed.leaves:
-        _check_stored(rt, session_id, leaf)
+        check_stored(rt, session_id, leaf)
     return sealed
 
 
@@ -417,23 +423,31 @@ def restore_sealed(
     rt: Runtime, sealed: Sealed, private_key: X25519PrivateKey | None = None
 ) -> Iterator[bytes]:
     """Decrypt a session that `prepare_restore` checked; the key is unwrapped now."""
-    session_key = _session_key(rt, sealed.session, private_key)
+    session_key = session_key_for(rt, sealed.session, private_key)
     return _restore_iter(rt, sealed, session_key)
 
 
 def _restore_iter(rt: Runtime, sealed: Sealed, session_key: X25519PrivateKey) -> Iterator[bytes]:
     session_id = sealed.session["session_id"]
     for leaf in sealed.leaves:
-        blob = _check_stored(rt, session_id, leaf)
-        # Algorithms come from the sealed leaf; the level does not matter for decoding.
-        codec = get_codec(leaf.compression, COMPRESSION_LEVELS.get(leaf.compression, (0, 0))[0])
-        ctx = ChunkContext(session_id, leaf.index, leaf.final, leaf.compression, leaf.encryption)
-        # The bound is the sealed length, not the session's mutable chunk_size.
-        data = codec.decompress(decrypt_chunk(blob, session_key, ctx), leaf.plaintext_len)
-        if len(data) != leaf.plaintext_len:
-            raise IntegrityError(
-                f"plaintext_len: expected {leaf.plaintext_len}, got {len(data)}",
-                session_id=session_id,
-                chunk_index=leaf.index,
-            )
-        yield data
+        yield open_chunk(rt, session_id, leaf, session_key)
+
+
+def open_chunk(
+    rt: Runtime, session_id: str, leaf: LeafRecord, session_key: X25519PrivateKey
+) -> bytes:
+    """The plaintext of one sealed chunk: its stored ciphertext checked against the leaf,
+    then decrypted and decompressed to exactly the sealed length."""
+    blob = check_stored(rt, session_id, leaf)
+    # Algorithms come from the sealed leaf; the level does not matter for decoding.
+    codec = get_codec(leaf.compression, COMPRESSION_LEVELS.get(leaf.compression, (0, 0))[0])
+    ctx = ChunkContext(session_id, leaf.index, leaf.final, leaf.compression, leaf.encryption)
+    # The bound is the sealed length, not the session's mutable chunk_size.
+    data = codec.decompress(decrypt_chunk(blob, session_key, ctx), leaf.plaintext_len)
+    if len(data) != leaf.plaintext_len:
+        raise IntegrityError(
+            f"plaintext_len: expected {leaf.plaintext_len}, got {len(data)}",
+            session_id=session_id,
+            chunk_index=leaf.index,
+        )
+    return data

@@ -548,3 +548,103 @@ class MetadataStore:
     def ledger_checkpoint_latest(self) -> Doc | None:
         """The stored ledger checkpoint of the largest size, or None."""
         return self.ledger_checkpoints.find_one({}, _NO_ID, sort=[("size", -1)])
+
+    # Editing, pipeline pause, listing and statistics.
+
+    def replace_metadata(self, session_id: str, metadata: dict[str, Any]) -> Doc:
+        """Replace the client's metadata; Conflict once the session is being destroyed."""
+        ending = [str(SessionState.CLEANUP), str(SessionState.DESTROYED)]
+        doc = self.sessions.find_one_and_update(
+            {"session_id": _check_id(session_id), "state": {"$nin": ending}},
+            {"$set": {"metadata": dict(metadata), "updated_at": _now()}},
+            projection=_NO_ID,
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            actual = self.get_session(session_id)["state"]  # raises NotFound if it is gone
+            raise Conflict(f"session {session_id} is {actual}: its metadata cannot change")
+        return doc
+
+    def set_pipeline_paused(self, session_id: str, paused: bool, *, by: str) -> Doc:
+        """Set or clear the session's pipeline pause (see `lucid.pipeline.hold`)."""
+        doc = self.sessions.find_one_and_update(
+            {"session_id": _check_id(session_id)},
+            {"$set": {"pipeline_paused": bool(paused), "pipeline_paused_by": by,
+                      "pipeline_paused_at": _now()}},
+            projection=_NO_ID,
+            return_document=ReturnDocument.AFTER,
+        )  # fmt: skip
+        if doc is None:
+            raise NotFound(f"session {session_id} does not exist")
+        return doc
+
+    def pipeline_paused(self, session_id: str) -> bool:
+        """Whether the session's pipeline is paused (a missing session is not)."""
+        doc = self.sessions.find_one(
+            {"session_id": _check_id(session_id)}, {"_id": 0, "pipeline_paused": 1}
+        )
+        return bool(doc and doc.get("pipeline_paused"))
+
+    def mark_chunk_held(self, session_id: str, index: int, held: bool) -> None:
+        """Mark chunk `index` as held by a paused pipeline, or clear the mark (journaled)."""
+        self._chunks_journaled.update_one(
+            {"session_id": _check_id(session_id), "index": index},
+            {"$set": {"held": bool(held), "updated_at": _now()}},
+        )
+
+    def release_held_chunks(self, session_id: str) -> list[Doc]:
+        """Clear the held mark of every held chunk; return those this call released."""
+        released = []
+        query = {"session_id": _check_id(session_id), "held": True}
+        for chunk in self.chunks.find(query, _NO_ID).sort("index", 1):
+            claimed = self._chunks_journaled.update_one(
+                {**query, "index": chunk["index"]},
+                {"$set": {"held": False, "updated_at": _now()}},
+            )
+            if claimed.modified_count == 1:  # a concurrent resume did not take it first
+                released.append(chunk)
+        return released
+
+    def chunk_totals(self, session_id: str) -> dict[str, int]:
+        """The session's chunk counts and byte totals: held chunks, and the plaintext,
+        compressed and ciphertext bytes of the chunks that reached each stage."""
+        group: Doc = {
+            "_id": None,
+            "chunks": {"$sum": 1},
+            "held": {"$sum": {"$cond": [{"$eq": ["$held", True]}, 1, 0]}},
+            "plaintext_bytes": {"$sum": {"$ifNull": ["$plaintext_len", 0]}},
+            "compressed_bytes": {"$sum": {"$ifNull": ["$compressed_len", 0]}},
+            "ciphertext_bytes": {"$sum": {"$ifNull": ["$ciphertext_len", 0]}},
+        }
+        match = {"$match": {"session_id": _check_id(session_id)}}
+        row = next(self.chunks.aggregate([match, {"$group": group}]), {})
+        return {name: int(row.get(name, 0)) for name in group if name != "_id"}
+
+    def sessions_by_state(self) -> dict[str, int]:
+        """How many sessions are in each state (every state listed, zeros included)."""
+        counts = dict.fromkeys((str(s) for s in SessionState), 0)
+        for row in self.sessions.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}]):
+            counts[str(row["_id"])] = int(row["n"])
+        return counts
+
+    def stored_totals(self) -> dict[str, int]:
+        """Hashed (stored) chunks in the whole deployment and their ciphertext bytes."""
+        match = {"$match": {"stage": {"$gte": int(ChunkStage.HASHED)}}}
+        group = {"$group": {"_id": None, "chunks": {"$sum": 1},
+                            "bytes": {"$sum": {"$ifNull": ["$ciphertext_len", 0]}}}}  # fmt: skip
+        row = next(self.chunks.aggregate([match, group]), {})
+        return {"chunks": int(row.get("chunks", 0)), "bytes": int(row.get("bytes", 0))}
+
+    def query_sessions(
+        self, query: Doc, sort: list[tuple[str, int]], *, limit: int
+    ) -> tuple[list[Doc], int]:
+        """Sessions matching a filter built by the caller (`api.listing`), in `sort` order,
+        at most `limit`; and how many match `query` in all.
+
+        The caller's `query` may hold a `$cursor` key: a keyset condition that narrows the
+        page but not the total."""
+        _check_page(limit, 0)
+        base = {k: v for k, v in query.items() if k != "$cursor"}
+        paged = base if "$cursor" not in query else {"$and": [base, query["$cursor"]]}
+        docs = list(self.sessions.find(paged, _NO_ID).sort(sort).limit(limit))
+        return docs, int(self.sessions.count_documents(base))

@@ -1,0 +1,66 @@
+"""`lucid list`, `lucid start|pause|resume|stop|delete ID` and `lucid stats [ID]` against a
+real API (gunicorn on the test session's redis-server and SecantusDB; no workers needed),
+run as a user runs them; failures are one `error:` line and exit 1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.client import Client
+from tests.cli.test_cli_errors import SID, assert_one_error_line, clean_env, lucid
+from tests.integration.apiserver import running_api
+
+
+@pytest.fixture(scope="module")
+def api(
+    redis_url: str, mongodb_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    env = {"REDIS_URL": redis_url, "MONGODB_URL": mongodb_url, "MONGODB_DATABASE": "lucid_cli"}
+    with running_api(tmp_path_factory.mktemp("api"), env) as url:
+        yield url
+
+
+def run(api: str, *args: str) -> dict[str, Any]:
+    result = lucid(*args, "--json", "--api", api, env=clean_env())
+    assert result.returncode == 0, result.stderr
+    out: dict[str, Any] = json.loads(result.stdout)
+    return out
+
+
+def test_a_session_is_driven_through_its_life_from_the_command_line(api: str) -> None:
+    sid = Client(api).create({"filename": "cli.rec"})["session_id"]
+    assert run(api, "start", sid)["state"] == "ACTIVE"
+    assert run(api, "pause", sid)["state"] == "PAUSED"
+    assert run(api, "resume", sid)["state"] == "ACTIVE"
+    assert run(api, "stop", sid)["state"] in ("STOPPING", "STOPPED")
+    listed = run(api, "list", "--state", "STOPPING", "--limit", "5")
+    assert sid in [s["session_id"] for s in listed["sessions"]]
+    assert listed["total"] >= 1
+    stats = run(api, "stats", sid)
+    assert stats["session_id"] == sid and stats["chunks"] == 1  # the empty final chunk
+    system = run(api, "stats")
+    assert system["sessions"]["STOPPING"] >= 1
+    tomb = run(api, "delete", sid)
+    assert tomb["state"] == "DESTROYED" and tomb["destroyed_by"]
+    plain = lucid("list", "--api", api, env=clean_env())
+    assert plain.returncode == 0 and "sessions" in plain.stderr
+
+
+def test_lifecycle_commands_fail_with_one_error_line(api: str) -> None:
+    assert_one_error_line(lucid("delete", SID, "--api", api, env=clean_env()), "404")
+    sid = Client(api).create()["session_id"]
+    assert_one_error_line(lucid("pause", sid, "--api", api, env=clean_env()), "409", "PAUSE")
+    assert_one_error_line(lucid("list", "--state", "NOPE", "--api", api), "400", "state")
+    Client(api).update(sid, {"legal_hold": True})
+    assert_one_error_line(lucid("delete", sid, "--api", api), "409", "legal hold")
+
+
+def test_lifecycle_commands_without_a_stack_say_so(tmp_path: Path) -> None:
+    down = "http://127.0.0.1:9"
+    for args in (["list"], ["stop", SID], ["stats"]):
+        assert_one_error_line(lucid(*args, "--api", down), "cannot reach the Lucid API")
