@@ -26,21 +26,22 @@ def test_defaults_match_the_seeds() -> None:
     )
 
 
-def test_worker_counts_of_the_seed_profile() -> None:
-    s = load_settings({"WORKER_PROFILE": "seeds"})
+def test_worker_counts_default_to_the_seed_profile() -> None:
+    s = load_settings({})
     got = {stage: s.workers_for(stage) for stage in ("compress", "encrypt", "hash")}
     got |= {stage: s.workers_for(stage) for stage in ("merkle", "anchor")}
     assert got == {"compress": 4, "encrypt": 4, "hash": 2, "merkle": 2, "anchor": 1}
 
 
-def test_worker_counts_default_to_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cores_profile_fits_the_counts_to_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: 8)
-    s = load_settings({})
+    s = load_settings({"WORKER_PROFILE": "cores"})
     got = {stage: s.workers_for(stage) for stage in ("compress", "encrypt", "hash", "merkle")}
     assert got == {"compress": 8, "encrypt": 4, "hash": 4, "merkle": 1}
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     assert [s.workers_for(st) for st in ("compress", "encrypt", "hash", "anchor")] == [2, 1, 1, 1]
-    assert load_settings({"COMPRESS_WORKERS": "3"}).workers_for("compress") == 3
+    explicit = load_settings({"WORKER_PROFILE": "cores", "COMPRESS_WORKERS": "3"})
+    assert explicit.workers_for("compress") == 3
 
 
 def test_worker_count_is_read_from_its_variable() -> None:
