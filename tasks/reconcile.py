@@ -16,6 +16,7 @@ from lucid.lifecycle import reconcile as core
 from lucid.runtime import get_runtime
 from tasks.app import app
 from tasks.canvas import enqueue_chunk, enqueue_seal
+from tasks.metrics import queue_depths
 from tasks.pipeline import anchor
 
 __all__ = ["reconcile"]
@@ -47,7 +48,10 @@ def reconcile() -> dict[str, int]:
         )
 
     started = time.perf_counter()
-    report = core.sweep(get_runtime(), core.Requeue(chunk=chunk, seal=seal, anchor=anchor_again))
+    depths = queue_depths(app)
+    backlog = sum(depths[stage] for stage in ("compress", "encrypt", "hash"))
+    requeue = core.Requeue(chunk=chunk, seal=seal, anchor=anchor_again)
+    report = core.sweep(get_runtime(), requeue, backlog=backlog)
     counts = report.counts()
     log.info(
         "event=reconcile_sweep task_id=%s task_name=%s %s ms=%.1f",

@@ -61,20 +61,33 @@ class SweepReport:
     stops: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     skipped: int = 0  # idle chunks of sessions in ERROR, CLEANUP, DESTROYED or deleted
+    deferred: int = 0  # chunk tasks queued: chunks and seals wait until the queues drain
 
     def counts(self) -> dict[str, int]:
         """Number of items of each kind."""
         return {k: (v if isinstance(v, int) else len(v)) for k, v in asdict(self).items()}
 
 
-def sweep(rt: Runtime, requeue: Requeue, *, now: datetime | None = None) -> SweepReport:
-    """Hand back every idle chunk, seal and anchor (see the module docstring)."""
+def sweep(
+    rt: Runtime, requeue: Requeue, *, now: datetime | None = None, backlog: int = 0
+) -> SweepReport:
+    """Hand back every idle chunk, seal and anchor (see the module docstring).
+
+    `backlog` is how many chunk tasks wait in the compress, encrypt and hash queues. While
+    any wait, chunks and seals are left alone: a chunk that is merely queued behind others
+    looks idle too, and handing it back would only add copies to the very backlog that
+    keeps it waiting (a flood that feeds itself on a busy machine). A chunk really lost is
+    handed back once the queues have drained.
+    """
     now = now or datetime.now(UTC)
     before = _stamp(now - timedelta(seconds=rt.settings.reconcile_after_s))
     stamp = _stamp(now)
     report = SweepReport()
-    _requeue_chunks(rt, requeue, before, stamp, report)
-    _requeue_stopping(rt, requeue, before, stamp, report)
+    if backlog:
+        report.deferred = backlog
+    else:
+        _requeue_chunks(rt, requeue, before, stamp, report)
+        _requeue_stopping(rt, requeue, before, stamp, report)
     _requeue_anchors(rt, requeue, before, stamp, report)
     return report
 

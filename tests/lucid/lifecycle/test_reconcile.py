@@ -262,3 +262,18 @@ def test_reconcile_settings_are_validated() -> None:
 def test_session_states_are_plain_enum_members(rt: Runtime) -> None:
     sid, _ = _recording(rt, 1, stop=False)
     assert rt.meta.session_states([sid, "0" * 32]) == {sid: SessionState.ACTIVE}
+
+
+def test_a_backlog_in_the_chunk_queues_defers_chunks_and_seals_but_not_anchors(
+    rt: Runtime,
+) -> None:
+    live, _ = _recording(rt, 2, stop=False)
+    stopping, _ = _recording(rt, 2, stop=True)
+    handed = Handed()
+    report = reconcile.sweep(rt, handed.requeue(), now=_later(), backlog=7)
+    assert (handed.chunks, handed.seals) == ([], [])
+    assert report.deferred == 7
+    assert {live, stopping}
+    # Once the queues drain, the same idle chunks are handed back.
+    reconcile.sweep(rt, handed.requeue(), now=_later())
+    assert {s for s, _, _ in handed.chunks} == {live, stopping}
