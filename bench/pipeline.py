@@ -103,14 +103,17 @@ def _warm_up(client: Client, path: Path) -> None:
 
 
 def measure_pipeline(
-    api_url: str, path: Path, rss_roots: dict[str, int] | None = None
+    api_url: str,
+    path: Path,
+    rss_roots: dict[str, int] | None = None,
+    token: str | None = None,
 ) -> PipelineResult:
     """Create a session, PUT the file, wait for the anchor; times from server timestamps.
 
     A one-chunk session goes through first, so every worker process is warm, as in a
     stack that has been running.
     """
-    client = Client(api_url)
+    client = Client(api_url, token=token)
     _warm_up(client, path.parent / "warm-up.bin")
     before = stage_seconds(api_url)
     sampler = RssSampler(rss_roots or {})

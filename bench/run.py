@@ -20,6 +20,7 @@ import click
 from bench.corpus import write_corpus
 from bench.limit import measure_limit
 from bench.pipeline import measure_pipeline
+from cli.auth import default_token
 from cli.servers import free_port
 from cli.stack import Stack, StackConfig
 from lucid.settings import load_settings
@@ -40,13 +41,13 @@ def run_once(
     """One pipeline run (on a fresh embedded stack unless `api`) and its settings."""
     settings = load_settings({**os.environ, **env})
     if api:
-        return measure_pipeline(api, path).__dict__, {}
+        return measure_pipeline(api, path, token=default_token()).__dict__, {}
     config = StackConfig(
         data_dir=work_dir, api_port=free_port(), flower_port=None, extra_env=env, loglevel="WARNING"
     )
     with Stack(config) as stack:
         roots = {p.name: p.popen.pid for p in stack.procs}
-        result = measure_pipeline(stack.api_url, path, roots).__dict__
+        result = measure_pipeline(stack.api_url, path, roots, token=stack.admin_token).__dict__
     workers = {
         stage: settings.workers_for(stage)
         for stage in ("compress", "encrypt", "hash", "merkle", "anchor")

@@ -77,7 +77,7 @@ def test_killed_worker_chunk_is_redelivered_and_root_unchanged(
 ) -> None:
     from celery import Celery
 
-    client = Client(slow_stack.api_url, timeout=120)
+    client = Client(slow_stack.api_url, timeout=120, token=slow_stack.admin_token)
     data = os.urandom(2 * 16 * 1024 * 1024)  # incompressible: zstd-19 takes seconds
     path = tmp_path / "rec.bin"
     path.write_bytes(data)
