@@ -122,6 +122,7 @@ def test_a_connection_dropped_midway_resumes_from_the_offset_head_reports(
     url = client.http.base_url
     conn = http.client.HTTPConnection(url.host, url.port, timeout=30)
     conn.putrequest("POST", f"/api/v1/sessions/{sid}/data")
+    conn.putheader("Authorization", client.http.headers["Authorization"])
     conn.putheader("Content-Length", str(len(data)))
     conn.putheader("Content-Type", "application/octet-stream")
     conn.putheader("Upload-Offset", "0")
