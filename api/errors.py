@@ -106,6 +106,10 @@ def render(exc: errors.LucidError) -> Response:
 
 
 def register(app: Flask) -> None:
+    if isinstance(app, APIFlask):
+        # First: apiflask's error_processor also takes werkzeug's HTTPExceptions (dropping
+        # their description); ours, registered below, takes them back.
+        app.error_processor(_apiflask_error)  # type: ignore[arg-type]
     app.register_error_handler(errors.LucidError, render)
 
     def _dependency_error(exc: Exception) -> ResponseReturnValue:
@@ -128,9 +132,6 @@ def register(app: Flask) -> None:
         # Keep werkzeug's own headers: a 405 says which methods are allowed (`Allow`).
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         return jsonify(body(code, exc.description or exc.name)), exc.code or 500, headers
-
-    if isinstance(app, APIFlask):
-        app.error_processor(_apiflask_error)  # type: ignore[arg-type]
 
 
 def _field_messages(detail: Any, where: str = "") -> list[str]:

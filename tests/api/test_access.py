@@ -179,3 +179,16 @@ def test_apiflask_validation_error_is_our_400_naming_the_field() -> None:
     body = response.get_json()
     assert body["error"] == "invalid_input"
     assert body["message"].startswith("query.limit: ")
+
+
+def test_a_werkzeug_error_keeps_its_description(app: APIFlask) -> None:
+    from werkzeug.exceptions import UnsupportedMediaType
+
+    @app.get("/refuse")
+    @auth.public
+    def refuse() -> str:
+        raise UnsupportedMediaType("expected application/octet-stream, got multipart/form-data")
+
+    response = app.test_client().get("/refuse")
+    assert response.status_code == 415
+    assert "application/octet-stream" in response.get_json()["message"]
