@@ -14,7 +14,9 @@ from typing import Any
 import kombu.exceptions
 import pymongo.errors
 import redis.exceptions
-from flask import Flask, jsonify, request
+from apiflask import APIFlask
+from apiflask.exceptions import HTTPError as APIFlaskHTTPError
+from flask import Flask, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -77,7 +79,7 @@ def dependency_error(exc: BaseException) -> errors.LucidError | None:
     return None
 
 
-def render(exc: errors.LucidError) -> ResponseReturnValue:
+def render(exc: errors.LucidError) -> Response:
     """The JSON response for one of our errors; 503s say when to retry."""
     extra: dict[str, Any] = {}
     headers: dict[str, str] = {}
@@ -90,14 +92,24 @@ def render(exc: errors.LucidError) -> ResponseReturnValue:
         # A resuming client continues from here (tus.io's Upload-Offset).
         extra = {"offset": exc.expected}
         headers = {"Upload-Offset": str(exc.expected), "Cache-Control": "no-store"}
+    if isinstance(exc, errors.Unauthorized):
+        # RFC 6750 §3: a 401 names the scheme the client should use.
+        headers["WWW-Authenticate"] = 'Bearer realm="lucid"'
     if isinstance(exc, errors.TooManySessions):
         headers["Retry-After"] = str(exc.retry_after)
     elif status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_S)
-    return jsonify(body(exc.code, redact_paths(str(exc)), **extra)), status, headers
+    response = jsonify(body(exc.code, redact_paths(str(exc)), **extra))
+    response.status_code = status
+    response.headers.update(headers)
+    return response
 
 
 def register(app: Flask) -> None:
+    if isinstance(app, APIFlask):
+        # First: apiflask's error_processor also takes werkzeug's HTTPExceptions (dropping
+        # their description); ours, registered below, takes them back.
+        app.error_processor(_apiflask_error)  # type: ignore[arg-type]
     app.register_error_handler(errors.LucidError, render)
 
     def _dependency_error(exc: Exception) -> ResponseReturnValue:
@@ -117,4 +129,35 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
         code = (exc.name or "error").lower().replace(" ", "_")
-        return jsonify(body(code, exc.description or exc.name)), exc.code or 500
+        # Keep werkzeug's own headers: a 405 says which methods are allowed (`Allow`).
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+        return jsonify(body(code, exc.description or exc.name)), exc.code or 500, headers
+
+
+def _field_messages(detail: Any, where: str = "") -> list[str]:
+    """ "query.limit: Must be ..." lines from webargs' nested {location: {field: [msgs]}}."""
+    if isinstance(detail, dict):
+        return [
+            line
+            for key, value in detail.items()
+            for line in _field_messages(value, f"{where}.{key}" if where else str(key))
+        ]
+    if isinstance(detail, list) and all(isinstance(item, str) for item in detail):
+        return [f"{where}: {' '.join(detail)}" if where else " ".join(detail)]
+    if isinstance(detail, list):
+        return [line for item in detail for line in _field_messages(item, where)]
+    return [f"{where}: {detail}" if where else str(detail)]
+
+
+def _apiflask_error(exc: APIFlaskHTTPError) -> Response:
+    """apiflask's own errors (request validation by `@bp.input`) in our format: a failed
+    validation is a 400 naming each field, like every other bad input."""
+    if exc.detail:
+        lines = _field_messages(exc.detail)
+        response = render(errors.InvalidInput("; ".join(lines)[:1000] or exc.message))
+    else:
+        message = exc.message or "error"
+        response = jsonify(body(message.lower().replace(" ", "_"), message))
+        response.status_code = exc.status_code
+    response.headers.update(dict(exc.headers or {}))
+    return response

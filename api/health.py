@@ -8,18 +8,21 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from flask import Blueprint, Response, jsonify
+from apiflask import APIBlueprint
+from flask import Response, jsonify
 from flask.typing import ResponseReturnValue
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from api import runtime
+from api import runtime, schemas
+from api.auth import public
 from api.errors import RETRY_AFTER_S
+from api.openapi import error
 from lucid.errors import DependencyUnavailable
 from tasks.app import app as celery_app
 from tasks.metrics import stage_stats
 
-bp = Blueprint("health", __name__)
+bp = APIBlueprint("health", __name__, tag="operations")
 
 _redis_clients: dict[tuple[str, float], redis.Redis] = {}
 
@@ -79,9 +82,20 @@ def _describe(result: Any, timeout_s: float) -> str:
     return "ok"
 
 
+_DEGRADED: Any = {
+    "description": "A dependency does not answer (named in `checks`)",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}},
+}
+
+
 @bp.get("/health")
-def health() -> ResponseReturnValue:
-    """200 when the metadata store, the broker and Redis answer, 503 naming the ones that
+@public
+@bp.output(schemas.Health, description="Every dependency answers")
+@bp.doc(responses={503: _DEGRADED})
+def health() -> Response:
+    """Health of the API and its dependencies.
+
+    200 when the metadata store, the broker and Redis answer, 503 naming the ones that
     do not; answers within HEALTH_TIMEOUT_SECONDS whatever hangs."""
     rt = runtime()
     settings = rt.settings
@@ -98,12 +112,11 @@ def health() -> ResponseReturnValue:
     )
     checks = {name: _describe(result, timeout_s) for name, result in results.items()}
     ok = all(v == "ok" for v in checks.values())
-    headers = {} if ok else {"Retry-After": str(RETRY_AFTER_S)}
-    return (
-        jsonify({"status": "ok" if ok else "degraded", "checks": checks}),
-        200 if ok else 503,
-        headers,
-    )
+    response = jsonify({"status": "ok" if ok else "degraded", "checks": checks})
+    response.status_code = 200 if ok else 503
+    if not ok:
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 class _StageCollector:
@@ -132,8 +145,20 @@ def _render_metrics() -> bytes:
 
 
 @bp.get("/metrics")
+@public
+@bp.doc(
+    responses={
+        200: {
+            "description": "Prometheus text exposition",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        503: error("Redis or the broker does not answer"),
+    }
+)
 def metrics() -> ResponseReturnValue:
-    """Prometheus text: queue depth per stage (Flower's /metrics has none) and stage time.
+    """Prometheus metrics.
+
+    Prometheus text: queue depth per stage (Flower's /metrics has none) and stage time.
 
     Read from Redis and the broker within HEALTH_TIMEOUT_SECONDS; 503 naming them if not.
     """

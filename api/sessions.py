@@ -8,23 +8,26 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from apiflask import APIBlueprint
+from apiflask.fields import Integer
+from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import UnsupportedMediaType
 
-from api import listing, runtime, validation
+from api import listing, runtime, schemas, validation
+from api.auth import owned_session, principal, require
+from api.openapi import error, raw_body
 from lucid.errors import InvalidInput, TooLarge
 from lucid.lifecycle.limits import check_capacity
 from lucid.pipeline import sessions
-from lucid.storage.layout import check_session_id
 from tasks.canvas import enqueue_chunk, enqueue_seal
 
-bp = Blueprint("sessions", __name__, url_prefix="/api/v1/sessions")
+bp = APIBlueprint("sessions", __name__, url_prefix="/api/v1/sessions", tag="sessions")
 
 _PUBLIC = (
     "session_id", "state", "created_at", "updated_at", "metadata", "chunk_size",
     "compression", "compression_level", "encryption", "bytes_received", "chunk_count",
-    "merkle_root", "tree_size", "sealed_at", "anchor", "anchor_at", "error",
+    "merkle_root", "tree_size", "sealed_at", "anchor", "anchor_at", "error", "tenant",
     "pipeline_paused", "legal_hold",
 )  # fmt: skip
 
@@ -34,7 +37,18 @@ def public(doc: dict[str, Any], *, history: bool = False) -> dict[str, Any]:
     out = {k: doc.get(k) for k in _PUBLIC}
     if history:
         out["history"] = doc.get("history", [])
+        out["access_log"] = doc.get("access_log", [])
     return out
+
+
+def json_response(
+    body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON response as the view built it (apiflask's `@output` passes it through)."""
+    response = jsonify(body)
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
 
 
 def _status(session_id: str) -> dict[str, Any]:
@@ -95,9 +109,9 @@ def _raw_body() -> None:
         )
 
 
-def _accepted(session_id: str) -> ResponseReturnValue:
+def _accepted(session_id: str) -> Response:
     status = _status(session_id)
-    return jsonify(status), 202, _offset_headers(status["offset"])
+    return json_response(status, 202, _offset_headers(status["offset"]))
 
 
 def _limit() -> int | None:
@@ -108,55 +122,153 @@ def _limit() -> int | None:
     return limit
 
 
+# What the document says about the upload protocol's answers.
+_OFFSET = {"Upload_Offset": "the committed length: where the next upload must start"}
+_UPLOAD_ERRORS: dict[int | str, Any] = {
+    409: error("The stated offset is not the committed length (body `offset`, header "
+               "`Upload-Offset`), or the session is not ACTIVE; nothing was appended",
+               **_OFFSET),
+    413: error("The body exceeds MAX_RECORDING_MB"),
+    415: error("A multipart form instead of the raw bytes"),
+    507: error("The blob store is full; retry once space is freed"),
+}  # fmt: skip
+_CONTROL_ERRORS: dict[int | str, Any] = {
+    409: error("The session's state does not allow this (says which do)")
+}
+
+
+def _by() -> str:
+    return principal().subject
+
+
 @bp.post("")
-def create() -> ResponseReturnValue:
+@require("record")
+@bp.output(schemas.Session, status_code=201, description="The new session, in CREATED")
+@bp.doc(
+    responses={400: error("Not a JSON object, or bad metadata"), 413: error("Body over 64 KiB")},
+    extensions={
+        "x-request-body": {
+            "required": False,
+            "content": {"application/json": {"schema": {
+                "type": "object",
+                "properties": {"metadata": {
+                    "type": "object", "description": "free-form JSON stored with it (≤ 8 KiB)"
+                }},
+            }}},
+        }
+    },
+)  # fmt: skip
+def create() -> Response:
+    """Create a session for the caller's tenant."""
     metadata = validation.metadata(validation.json_object(request).get("metadata", {}))
     check_capacity(runtime())  # MAX_CONCURRENT_SESSIONS: 429 with Retry-After
-    doc = sessions.create_session(runtime(), metadata)
-    return jsonify(public(doc)), 201
+    caller = principal()
+    doc = sessions.create_session(runtime(), metadata, tenant=caller.tenant, by=caller.subject)
+    return json_response(public(doc), 201)
 
 
 @bp.get("")
+@require("read")
+@bp.doc(
+    responses={
+        200: "The caller's tenant's sessions: `total`, filters (state, created/updated "
+        "ranges, metadata labels), a sort and a `next` cursor (see api.listing)",
+        400: error("An unknown or malformed query parameter (named)"),
+    }
+)
 def list_sessions() -> ResponseReturnValue:
-    """Filters, sort, total and a cursor: see api.listing."""
+    """List the caller's tenant's sessions."""
     return listing.list_sessions(public)
 
 
 @bp.get("/<session_id>")
-def get(session_id: str) -> ResponseReturnValue:
-    """The session's status; `offset` (and, for HEAD too, `Upload-Offset`) is the
-    committed length a resuming upload must start at."""
-    check_session_id(session_id)
+@require("read")
+@bp.output(
+    schemas.SessionStatus,
+    description="The session with its history, stage counts and offset",
+    headers={"Upload-Offset": Integer()},
+)
+@bp.doc(
+    extensions={
+        "x-head": {
+            "summary": "The committed length (resume probe)",
+            "responses": {"200": {"description": "`Upload-Offset` is the committed length",
+                                  "headers": {"Upload-Offset": {"schema": {"type": "integer"}}}},
+                          "404": {"description": "No such session (or another tenant's)"}},
+        }
+    }
+)  # fmt: skip
+def get(session_id: str) -> Response:
+    """The session's status.
+
+    `offset` (and, for HEAD too, `Upload-Offset`) is the committed length a resuming
+    upload must start at."""
+    owned_session(session_id)
     if request.method == "HEAD":  # the resume probe: no stage counts needed
         offset = sessions.committed_length(runtime(), session_id)
         return Response(status=200, headers=_offset_headers(offset))
     status = _status(session_id)
-    return jsonify(status), 200, _offset_headers(status["offset"])
+    return json_response(status, 200, _offset_headers(status["offset"]))
 
 
 @bp.put("/<session_id>/recording")
-def put_recording(session_id: str) -> ResponseReturnValue:
-    """A whole recording at offset 0, streamed into chunks as it arrives; sealed at the end
-    → 202. On a session that already holds bytes: 409 with the offset, nothing appended."""
-    check_session_id(session_id)
+@require("record")
+@bp.output(schemas.SessionStatus, status_code=202, description="Stored and sealing")
+@bp.doc(
+    responses=_UPLOAD_ERRORS,
+    extensions={"x-request-body": raw_body("The whole recording, streamed")},
+)
+def put_recording(session_id: str) -> Response:
+    """Upload a whole recording at offset 0.
+
+    Streamed into chunks as it arrives; sealed at the end → 202. On a session that already
+    holds bytes: 409 with the offset, nothing appended."""
+    owned_session(session_id)
     _raw_body()
     limit = _limit()
-    sessions.ingest_recording(runtime(), session_id, request.stream, enqueue_chunk, limit=limit)
+    sessions.ingest_recording(
+        runtime(), session_id, request.stream, enqueue_chunk, limit=limit, by=_by()
+    )
     enqueue_seal(session_id)
     return _accepted(session_id)
 
 
 @bp.post("/<session_id>/start")
-def start(session_id: str) -> ResponseReturnValue:
-    return jsonify(public(sessions.start(runtime(), check_session_id(session_id))))
+@require("record")
+@bp.output(schemas.Session, description="ACTIVE: the session accepts data")
+@bp.doc(responses=_CONTROL_ERRORS)
+def start(session_id: str) -> Response:
+    """Start a CREATED session."""
+    owned_session(session_id)
+    return json_response(public(sessions.start(runtime(), session_id, by=_by())))
 
 
 @bp.post("/<session_id>/data")
-def data(session_id: str) -> ResponseReturnValue:
-    """Append bytes to an ACTIVE session at the offset the client states (`Upload-Offset`
-    or `?offset=`, required); full chunks start through the pipeline at once → 202 with the
-    new `Upload-Offset`. A wrong offset → 409 with the committed one, nothing appended."""
-    check_session_id(session_id)
+@require("record")
+@bp.output(
+    schemas.SessionStatus,
+    status_code=202,
+    description="Appended; `Upload-Offset` is the new committed length",
+    headers={"Upload-Offset": Integer()},
+)
+@bp.doc(
+    responses={400: error("Missing or malformed Upload-Offset"), **_UPLOAD_ERRORS},
+    extensions={
+        "x-request-body": raw_body("The next bytes of the recording"),
+        "x-parameters": [
+            {"name": "Upload-Offset", "in": "header", "schema": {"type": "integer", "minimum": 0},
+             "description": "where these bytes start (or `?offset=`)"},
+            {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+        ],
+    },
+)  # fmt: skip
+def data(session_id: str) -> Response:
+    """Append bytes to an ACTIVE session.
+
+    At the offset the client states (`Upload-Offset` or `?offset=`, required); full chunks
+    start through the pipeline at once → 202 with the new `Upload-Offset`. A wrong offset
+    → 409 with the committed one, nothing appended."""
+    owned_session(session_id)
     _raw_body()
     offset = _stated_offset()
     doc = sessions.append(
@@ -165,28 +277,49 @@ def data(session_id: str) -> ResponseReturnValue:
     # Not the full status: its stage counts and offset cost four more metadata reads on
     # every append, most of the metadata server's CPU for a live recorder's small pieces.
     committed = int(doc["offset"])
-    return jsonify(public(doc) | {"offset": committed}), 202, _offset_headers(committed)
+    return json_response(public(doc) | {"offset": committed}, 202, _offset_headers(committed))
 
 
 @bp.post("/<session_id>/pause")
-def pause(session_id: str) -> ResponseReturnValue:
-    return jsonify(public(sessions.pause(runtime(), check_session_id(session_id))))
+@require("record")
+@bp.output(schemas.Session, description="PAUSED")
+@bp.doc(responses=_CONTROL_ERRORS)
+def pause(session_id: str) -> Response:
+    """Pause an ACTIVE session."""
+    owned_session(session_id)
+    return json_response(public(sessions.pause(runtime(), session_id, by=_by())))
 
 
 @bp.post("/<session_id>/resume")
-def resume(session_id: str) -> ResponseReturnValue:
-    return jsonify(public(sessions.resume(runtime(), check_session_id(session_id))))
+@require("record")
+@bp.output(schemas.Session, description="ACTIVE again")
+@bp.doc(responses=_CONTROL_ERRORS)
+def resume(session_id: str) -> Response:
+    """Resume a PAUSED session."""
+    owned_session(session_id)
+    return json_response(public(sessions.resume(runtime(), session_id, by=_by())))
 
 
 @bp.post("/<session_id>/stop")
-def stop(session_id: str) -> ResponseReturnValue:
-    """Seal: cut the final chunk, fix the chunk count, publish the chord → 202."""
-    doc = sessions.stop(runtime(), check_session_id(session_id), enqueue_chunk)
+@require("record")
+@bp.output(schemas.SessionStatus, status_code=202, description="Stopped and sealing")
+@bp.doc(responses=_CONTROL_ERRORS)
+def stop(session_id: str) -> Response:
+    """Stop and seal.
+
+    Cuts the final chunk, fixes the chunk count, publishes the chord → 202."""
+    owned_session(session_id)
+    doc = sessions.stop(runtime(), session_id, enqueue_chunk, by=_by())
     if not doc.get("merkle_root"):
         enqueue_seal(session_id)
     return _accepted(session_id)
 
 
 @bp.post("/<session_id>/recover")
-def recover(session_id: str) -> ResponseReturnValue:
-    return jsonify(public(sessions.recover(runtime(), check_session_id(session_id))))
+@require("record")
+@bp.output(schemas.Session, description="ACTIVE again, the error cleared")
+@bp.doc(responses=_CONTROL_ERRORS)
+def recover(session_id: str) -> Response:
+    """Recover a session in ERROR."""
+    owned_session(session_id)
+    return json_response(public(sessions.recover(runtime(), session_id, by=_by())))

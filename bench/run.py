@@ -22,6 +22,7 @@ from bench.efficiency import cpu_report, format_groups
 from bench.limit import LimitResult, measure_limit
 from bench.pipeline import measure_pipeline
 from bench.upload import stack_token
+from cli.auth import default_token
 from cli.servers import free_port
 from cli.stack import Stack, StackConfig
 from lucid.settings import load_settings
@@ -42,7 +43,7 @@ def run_once(
     """One pipeline run (on a fresh embedded stack unless `api`) and its settings."""
     settings = load_settings({**os.environ, **env})
     if api:
-        return measure_pipeline(api, path, token=None).__dict__, {}
+        return measure_pipeline(api, path, token=default_token()).__dict__, {}
     config = StackConfig(
         data_dir=work_dir, api_port=free_port(), flower_port=None, extra_env=env, loglevel="WARNING"
     )

@@ -56,8 +56,13 @@ class Client:
         *,
         attempts: int = 8,
         backoff: float = 0.5,
+        token: str | None = None,
     ) -> None:
-        self.http = httpx.Client(base_url=base_url or default_api_url(), timeout=timeout)
+        # The bearer token goes on every request (`cli.auth.default_token` picks it).
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(
+            base_url=base_url or default_api_url(), timeout=timeout, headers=headers
+        )
         self.attempts = attempts  # per upload: how many failed requests it survives
         self.backoff = backoff  # seconds before the first retry; doubles, at most 15 s
 

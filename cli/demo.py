@@ -70,7 +70,7 @@ def _narrate(size_mb: int, data_dir: Path, port: int) -> int:
     started = time.monotonic()
     with Stack(StackConfig(data_dir=data_dir, api_port=port, flower_port=None)) as stack:
         say(f"   ready in {time.monotonic() - started:.1f}s — API {stack.api_url}")
-        client = Client(stack.api_url)
+        client = Client(stack.api_url, token=stack.admin_token)
         session_id = client.create({"filename": sample.name})["session_id"]
         say(f"3. submitting session {session_id}")
         t0 = time.monotonic()

@@ -14,6 +14,7 @@ import click
 import httpx
 from tqdm import tqdm
 
+from cli.auth import default_token
 from cli.client import ApiError, Client, default_api_url
 from lucid.errors import LedgerError, LucidError
 from lucid.settings import STAGES
@@ -22,6 +23,18 @@ API_OPTION = click.option(
     "--api", "api_url", default=default_api_url, show_default="$LUCID_API_URL or http://127.0.0.1:8087",
     help="Base URL of the session API.",
 )  # fmt: skip
+
+
+TOKEN_OPTION = click.option(
+    "--token", "token", default=None, metavar="JWT",
+    help="Bearer token. Default: $LUCID_TOKEN, else the admin token `lucid up` keeps in "
+    "$LUCID_DATA_DIR/admin.token (default lucid-data/).",
+)  # fmt: skip
+
+
+def _client(api_url: str, token: str | None, **options: Any) -> Client:
+    """A client for `api_url` sending `--token`, $LUCID_TOKEN or the stack's admin token."""
+    return Client(api_url, token=default_token(token), **options)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -119,6 +132,8 @@ def up(data_dir: Path, port: int, flower_port: int, blobs: str | None) -> None:
                 click.echo(f"  {name:8s} {url}")
             if stack.flower_credentials:
                 click.echo(f"  flower   user:password in {stack.flower_credentials}")
+            if stack.admin_token_path:
+                click.echo(f"  token    admin bearer token in {stack.admin_token_path}")
             click.echo(f"  logs     {data_dir.resolve() / 'logs'}")
             _say("ready — Ctrl-C to stop")
             supervisor = Supervisor(stack.procs, _say, essential=ESSENTIAL)
@@ -264,13 +279,16 @@ def _summary(status: dict[str, Any]) -> dict[str, Any]:
     help="Continue an upload an earlier run began, from the offset the server committed.",
 )  # fmt: skip
 @API_OPTION
-def submit(file: Path, wait: bool, as_json: bool, resume_id: str | None, api_url: str) -> None:
+@TOKEN_OPTION
+def submit(
+    file: Path, wait: bool, as_json: bool, resume_id: str | None, api_url: str, token: str | None
+) -> None:
     """Upload a recording; with --wait, follow it until its root is anchored.
 
     The upload resumes by itself after a dropped connection or a 5xx (a bounded number of
     times); if it still fails, the message names the session to pass to --resume.
     """
-    client = Client(api_url)
+    client = _client(api_url, token)
     try:
         if resume_id is None:
             sid = client.create({"filename": file.name})["session_id"]
@@ -302,10 +320,11 @@ def submit(file: Path, wait: bool, as_json: bool, resume_id: str | None, api_url
 @click.argument("session_id")
 @click.option("--json", "as_json", is_flag=True)
 @API_OPTION
-def status(session_id: str, as_json: bool, api_url: str) -> None:
+@TOKEN_OPTION
+def status(session_id: str, as_json: bool, api_url: str, token: str | None) -> None:
     """Show a session's state, chunk counts per stage, Merkle root and anchor."""
     try:
-        _print(Client(api_url).status(session_id), as_json)
+        _print(_client(api_url, token).status(session_id), as_json)
     except ApiError as exc:
         _fail(str(exc))
 
@@ -336,6 +355,7 @@ def status(session_id: str, as_json: bool, api_url: str) -> None:
     help="With --key: a checkpoint kept earlier (`lucid checkpoint`); its key is trusted.",
 )
 @API_OPTION
+@TOKEN_OPTION
 def get(
     session_id: str,
     output: Path,
@@ -343,13 +363,14 @@ def get(
     ledger_pub: Path | None,
     checkpoint_file: Path | None,
     api_url: str,
+    token: str | None,
 ) -> None:
     """Download a recording; exits 0 only when every chunk verified against the root."""
     folder = output.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):
         state = "not writable" if folder.is_dir() else "no such directory"
         _fail(f"expected a writable directory for {output}, got {folder}: {state}")
-    client = Client(api_url)
+    client = _client(api_url, token)
     if key_file is not None:
         _get_offline(client, session_id, output, key_file, ledger_pub, checkpoint_file)
         return
@@ -451,9 +472,12 @@ def _get_offline(
     "ledger extends it, so a rewritten history is caught.",
 )
 @API_OPTION
-def verify(session_id: str, as_json: bool, checkpoint_file: Path | None, api_url: str) -> None:
+@TOKEN_OPTION
+def verify(
+    session_id: str, as_json: bool, checkpoint_file: Path | None, api_url: str, token: str | None
+) -> None:
     """Check every stored chunk against the root, the proofs and the anchor entry."""
-    client = Client(api_url)
+    client = _client(api_url, token)
     try:
         code, report = client.verify(session_id)
     except ApiError as exc:
@@ -503,13 +527,14 @@ def _check_extends(client: Client, checkpoint_file: Path, report: dict[str, Any]
 
 @cli.command()
 @API_OPTION
-def checkpoint(api_url: str) -> None:
+@TOKEN_OPTION
+def checkpoint(api_url: str, token: str | None) -> None:
     """Print the ledger's signed head as JSON; keep it (`lucid checkpoint > head.json`) to
     prove later with `lucid verify ID --checkpoint head.json` that history was not rewritten."""
     from lucid.integrity.checkpoint import Checkpoint
 
     try:
-        head = Checkpoint.from_dict(Client(api_url).checkpoint())
+        head = Checkpoint.from_dict(_client(api_url, token).checkpoint())
         head.verify()
     except (ApiError, LucidError) as exc:
         _fail(str(exc))
@@ -610,9 +635,12 @@ JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON o
               "-updated_at"]), default="-created_at", show_default=True)  # fmt: skip
 @JSON_OPTION
 @API_OPTION
-def list_(states: tuple[str, ...], limit: int, sort: str, as_json: bool, api_url: str) -> None:
+@TOKEN_OPTION
+def list_(
+    states: tuple[str, ...], limit: int, sort: str, as_json: bool, api_url: str, token: str | None
+) -> None:
     """List sessions, newest first: id, state, chunks, bytes, created."""
-    page = Client(api_url).list_sessions(
+    page = _client(api_url, token).list_sessions(
         state=",".join(states) or None, limit=str(limit), sort=sort
     )
     if as_json:
@@ -632,8 +660,9 @@ def _control(action: str, helptext: str) -> None:
     @click.argument("session_id")
     @JSON_OPTION
     @API_OPTION
-    def command(session_id: str, as_json: bool, api_url: str) -> None:
-        client = Client(api_url)
+    @TOKEN_OPTION
+    def command(session_id: str, as_json: bool, api_url: str, token: str | None) -> None:
+        client = _client(api_url, token)
         doc = (
             client.delete(session_id) if action == "delete" else client.control(session_id, action)
         )
@@ -656,9 +685,10 @@ for _action, _help in (
 @click.argument("session_id", required=False)
 @JSON_OPTION
 @API_OPTION
-def stats(session_id: str | None, as_json: bool, api_url: str) -> None:
+@TOKEN_OPTION
+def stats(session_id: str | None, as_json: bool, api_url: str, token: str | None) -> None:
     """A session's statistics, or the deployment's without SESSION_ID."""
-    _print(Client(api_url).statistics(session_id), as_json)
+    _print(_client(api_url, token).statistics(session_id), as_json)
 
 
 def _add_bench() -> None:

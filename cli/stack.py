@@ -10,11 +10,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from cli.auth import ADMIN_TOKEN_FILE
 from cli.servers import (
     ManagedProcess,
     free_port,
@@ -25,8 +27,9 @@ from cli.servers import (
     start_seaweedfs,
     start_secantus,
 )
-from lucid.crypto.keys import ensure_keys
+from lucid.crypto.keys import ensure_keys, load_token_signing_key
 from lucid.crypto.roles import make_role_key_dir
+from lucid.crypto.tokens import DEFAULT_TENANT, SCOPES, ensure_token_file
 from lucid.settings import STAGES, Settings, load_settings
 from lucid.storage.datadir import secure_data_dir
 from workers.profiles import beat_argv, worker_argv, worker_groups
@@ -37,6 +40,10 @@ __all__ = ["ESSENTIAL", "Stack", "StackConfig", "flower_credentials"]
 ESSENTIAL = frozenset({"redis", "secantus", "seaweedfs", "api"})
 EMBEDDED_BUCKET = "lucid"
 FLOWER_USER = "lucid"
+# The embedded stack's admin token: every scope of the default tenant, renewed by `lucid up`
+# a day before it expires.
+ADMIN_SUBJECT = "lucid-up:admin"
+ADMIN_TTL = timedelta(days=365)
 
 
 def flower_credentials(data_dir: Path) -> Path:
@@ -81,6 +88,8 @@ class Stack:
         self.urls: dict[str, str] = {}
         self._control: Any = None
         self.flower_credentials: Path | None = None
+        self.admin_token_path: Path | None = None
+        self.admin_token: str | None = None
 
     @property
     def api_url(self) -> str:
@@ -100,6 +109,15 @@ class Stack:
         env = {**os.environ, **cfg.extra_env, "LUCID_DATA_DIR": str(data_dir)}
         settings = self.check(env)
         ensure_keys(settings.keys_path)
+        self.admin_token_path = data_dir / ADMIN_TOKEN_FILE
+        self.admin_token = ensure_token_file(
+            self.admin_token_path,
+            load_token_signing_key(settings.keys_path),
+            subject=ADMIN_SUBJECT,
+            tenant=DEFAULT_TENANT,
+            scopes=SCOPES,
+            ttl=ADMIN_TTL,
+        )
         try:
             if not env.get("REDIS_URL"):
                 proc, env["REDIS_URL"] = start_redis(data_dir / "redis")

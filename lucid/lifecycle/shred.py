@@ -68,7 +68,7 @@ def shred_session(rt: Runtime, session_id: str, by: str) -> dict[str, Any]:
         _purge(rt, session_id)
         return doc
     doc = rt.meta.begin_cleanup(
-        session_id, reason=f"delete requested by {by}", set_fields={"cleanup_by": by}
+        session_id, reason=f"delete requested by {by}", set_fields={"cleanup_by": by}, by=by
     )
     if doc["state"] == SessionState.DESTROYED:  # a concurrent shred finished meanwhile
         _purge(rt, session_id)
@@ -95,6 +95,7 @@ def shred_session(rt: Runtime, session_id: str, by: str) -> dict[str, Any]:
                 "destroyed_by": requested_by,
             },
             expect_state=SessionState.CLEANUP,
+            by=by,
         )
     except Conflict:
         tombstone = rt.meta.get_session(session_id)

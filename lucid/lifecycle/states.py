@@ -127,6 +127,8 @@ class Transition:
     to_state: SessionState
     at: datetime
     reason: str | None = None
+    # The subject of the token that asked for it; None when the system moved it itself.
+    by: str | None = None
 
     def __post_init__(self) -> None:
         if self.at.utcoffset() != timedelta(0):
@@ -134,10 +136,15 @@ class Transition:
 
     @classmethod
     def now(
-        cls, from_state: SessionState, trigger: Trigger, reason: str | None = None
+        cls,
+        from_state: SessionState,
+        trigger: Trigger,
+        reason: str | None = None,
+        by: str | None = None,
     ) -> Transition:
         """The transition `trigger` makes from `from_state`, stamped with the current time."""
-        return cls(from_state, trigger, next_state(from_state, trigger), datetime.now(UTC), reason)
+        to_state = next_state(from_state, trigger)
+        return cls(from_state, trigger, to_state, datetime.now(UTC), reason, by)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON- and BSON-friendly form: names for the enums, ISO 8601 for the time."""
@@ -148,6 +155,7 @@ class Transition:
             # Fixed precision keeps the strings sortable in time order.
             "at": self.at.isoformat(timespec="microseconds"),
             "reason": self.reason,
+            "by": self.by,
         }
 
     @classmethod
@@ -159,4 +167,5 @@ class Transition:
             SessionState(data["to_state"]),
             datetime.fromisoformat(data["at"]),
             data.get("reason"),
+            data.get("by"),
         )

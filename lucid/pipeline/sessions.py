@@ -10,6 +10,7 @@ import uuid
 from typing import IO, Any
 
 from lucid.crypto.keys import new_session_key
+from lucid.crypto.tokens import DEFAULT_TENANT
 from lucid.errors import Conflict, OffsetMismatch
 from lucid.lifecycle.states import SessionState, Trigger
 from lucid.pipeline.ingest import OnChunk, append, committed_length, finish_stop
@@ -30,14 +31,23 @@ __all__ = [
 ]
 
 
-def create_session(rt: Runtime, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A new session in CREATED with its own key pair, the private half stored wrapped."""
+def create_session(
+    rt: Runtime,
+    metadata: dict[str, Any] | None = None,
+    *,
+    tenant: str = DEFAULT_TENANT,
+    by: str | None = None,
+) -> dict[str, Any]:
+    """A new session of `tenant` in CREATED with its own key pair, the private half stored
+    wrapped; `by` is the subject that created it."""
     session_id = uuid.uuid4().hex
     envelope = new_session_key(rt.recipient_public, session_id)
     s = rt.settings
     return rt.meta.create_session(
         session_id,
         {
+            "tenant": tenant,
+            "created_by": by,
             "metadata": metadata or {},
             "chunk_size": s.chunk_size,
             "compression": s.compression_algorithm,
@@ -55,29 +65,34 @@ def create_session(rt: Runtime, metadata: dict[str, Any] | None = None) -> dict[
     )
 
 
-def start(rt: Runtime, session_id: str) -> dict[str, Any]:
+# `by` below: the subject of the token that asked, recorded in the session's history.
+
+
+def start(rt: Runtime, session_id: str, *, by: str | None = None) -> dict[str, Any]:
     """CREATED → STARTING → ACTIVE: the session accepts data."""
-    rt.meta.apply_trigger(session_id, Trigger.START)
-    return rt.meta.apply_trigger(session_id, Trigger.START_COMPLETE)
+    rt.meta.apply_trigger(session_id, Trigger.START, by=by)
+    return rt.meta.apply_trigger(session_id, Trigger.START_COMPLETE, by=by)
 
 
-def pause(rt: Runtime, session_id: str) -> dict[str, Any]:
+def pause(rt: Runtime, session_id: str, *, by: str | None = None) -> dict[str, Any]:
     """ACTIVE → PAUSING → PAUSED; chunks already cut keep moving through the pipeline."""
-    rt.meta.apply_trigger(session_id, Trigger.PAUSE)
-    return rt.meta.apply_trigger(session_id, Trigger.PAUSE_COMPLETE)
+    rt.meta.apply_trigger(session_id, Trigger.PAUSE, by=by)
+    return rt.meta.apply_trigger(session_id, Trigger.PAUSE_COMPLETE, by=by)
 
 
-def resume(rt: Runtime, session_id: str) -> dict[str, Any]:
+def resume(rt: Runtime, session_id: str, *, by: str | None = None) -> dict[str, Any]:
     """PAUSED → ACTIVE."""
-    return rt.meta.apply_trigger(session_id, Trigger.RESUME)
+    return rt.meta.apply_trigger(session_id, Trigger.RESUME, by=by)
 
 
-def recover(rt: Runtime, session_id: str) -> dict[str, Any]:
+def recover(rt: Runtime, session_id: str, *, by: str | None = None) -> dict[str, Any]:
     """ERROR → ACTIVE, clearing the error; stop it again to re-run the seal."""
-    return rt.meta.apply_trigger(session_id, Trigger.RECOVER, set_fields={"error": None})
+    return rt.meta.apply_trigger(session_id, Trigger.RECOVER, set_fields={"error": None}, by=by)
 
 
-def stop(rt: Runtime, session_id: str, on_chunk: OnChunk | None = None) -> dict[str, Any]:
+def stop(
+    rt: Runtime, session_id: str, on_chunk: OnChunk | None = None, *, by: str | None = None
+) -> dict[str, Any]:
     """ACTIVE/PAUSED → STOPPING, then cut the final chunk (`on_chunk` gets it) and fix the
     chunk count. Idempotent: a stop that crashed midway is finished by stopping again."""
     doc = rt.meta.get_session(session_id)
@@ -86,12 +101,12 @@ def stop(rt: Runtime, session_id: str, on_chunk: OnChunk | None = None) -> dict[
     if doc["state"] == SessionState.STOPPING:
         return finish_stop(rt, session_id, on_chunk)
     if doc.get("chunk_count") is not None:  # recovered after an error: the cut is done
-        return rt.meta.apply_trigger(session_id, Trigger.STOP)
+        return rt.meta.apply_trigger(session_id, Trigger.STOP, by=by)
     if doc["state"] not in (SessionState.ACTIVE, SessionState.PAUSED):
         _require_state(doc, SessionState.ACTIVE, "stop")
     try:
         # After this no tail swap can succeed (they require ACTIVE): the tail is frozen.
-        rt.meta.apply_trigger(session_id, Trigger.STOP)
+        rt.meta.apply_trigger(session_id, Trigger.STOP, by=by)
     except Conflict:
         if rt.meta.get_session(session_id)["state"] != SessionState.STOPPING:
             raise
@@ -99,7 +114,13 @@ def stop(rt: Runtime, session_id: str, on_chunk: OnChunk | None = None) -> dict[
 
 
 def ingest_recording(
-    rt: Runtime, session_id: str, stream: IO[bytes], on_chunk: OnChunk, *, limit: int | None = None
+    rt: Runtime,
+    session_id: str,
+    stream: IO[bytes],
+    on_chunk: OnChunk,
+    *,
+    limit: int | None = None,
+    by: str | None = None,
 ) -> dict[str, Any]:
     """A whole recording in one go: start, append everything at offset 0, stop.
 
@@ -107,11 +128,11 @@ def ingest_recording(
     nothing: OffsetMismatch names the committed length."""
     state = rt.meta.get_session(session_id)["state"]
     if state == SessionState.CREATED:
-        start(rt, session_id)
+        start(rt, session_id, by=by)
     elif (committed := committed_length(rt, session_id)) != 0:
         raise OffsetMismatch(committed, 0, f"; session {session_id} is {state}")
     append(rt, session_id, stream, on_chunk, offset=0, limit=limit)
-    return stop(rt, session_id, on_chunk)
+    return stop(rt, session_id, on_chunk, by=by)
 
 
 def _require_state(doc: dict[str, Any], state: SessionState, action: str) -> None:

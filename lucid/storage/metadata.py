@@ -20,6 +20,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from lucid.crypto.tokens import DEFAULT_TENANT
 from lucid.errors import Conflict, InvalidInput, NotFound
 from lucid.lifecycle.states import ChunkStage, SessionState, Transition, Trigger
 
@@ -149,10 +150,15 @@ class MetadataStore:
             raise NotFound(f"session {session_id} does not exist")
         return doc
 
-    def list_sessions(self, limit: int = 50, skip: int = 0, state: str | None = None) -> list[Doc]:
-        """Sessions newest first, optionally only those in `state`."""
+    def list_sessions(
+        self, limit: int = 50, skip: int = 0, state: str | None = None, tenant: str | None = None
+    ) -> list[Doc]:
+        """Sessions newest first, optionally only those in `state` and of `tenant` (sessions
+        without one belong to DEFAULT_TENANT)."""
         _check_page(limit, skip)
         query: Doc = {}
+        if tenant is not None:
+            query["tenant"] = {"$in": [tenant, None]} if tenant == DEFAULT_TENANT else tenant
         if state is not None:
             try:
                 query["state"] = str(SessionState(state))
@@ -170,8 +176,10 @@ class MetadataStore:
         reason: str | None = None,
         set_fields: dict[str, Any] | None = None,
         expect_state: SessionState | None = None,
+        by: str | None = None,
     ) -> Doc:
-        """Move the session by `trigger` (compare-and-set); Conflict if it moved meanwhile."""
+        """Move the session by `trigger` (compare-and-set); Conflict if it moved meanwhile.
+        `by` (the acting token's subject) is recorded in the history entry."""
         fields = _check_fields(set_fields, _SESSION_OWNED)
         seen = self.sessions.find_one(
             {"session_id": _check_id(session_id)}, {"state": 1, "history": 1}
@@ -181,7 +189,7 @@ class MetadataStore:
         current = SessionState(seen["state"])
         if expect_state is not None and current != expect_state:
             raise Conflict(f"session {session_id} is {current}, expected {expect_state}")
-        step = Transition.now(current, trigger, reason)
+        step = Transition.now(current, trigger, reason, by)
         doc = self.sessions.find_one_and_update(
             {
                 "session_id": session_id,
@@ -238,7 +246,12 @@ class MetadataStore:
         self.sessions.delete_many(query)
 
     def begin_cleanup(
-        self, session_id: str, *, reason: str, set_fields: dict[str, Any] | None = None
+        self,
+        session_id: str,
+        *,
+        reason: str,
+        set_fields: dict[str, Any] | None = None,
+        by: str | None = None,
     ) -> Doc:
         """Move the session to CLEANUP unless it is on legal hold, in one compare-and-set,
         so a hold set concurrently either wins (Conflict here) or is refused itself.
@@ -250,7 +263,7 @@ class MetadataStore:
             raise Conflict(f"session {session_id} is on legal hold; clear the hold first")
         if current is SessionState.CLEANUP:
             return seen
-        step = Transition.now(current, Trigger.CLEANUP, reason)
+        step = Transition.now(current, Trigger.CLEANUP, reason, by)
         doc = self.sessions.find_one_and_update(
             {
                 "session_id": session_id,
@@ -272,6 +285,18 @@ class MetadataStore:
             if doc["state"] not in (SessionState.CLEANUP, SessionState.DESTROYED):
                 raise Conflict(f"session {session_id} changed concurrently; reload and retry")
         return doc  # a concurrent cleanup of the same session is as good as ours
+
+    def record_access(self, session_id: str, action: str, *, by: str) -> None:
+        """Append `{action, by, at}` to the session's access log (a download, say).
+
+        Kept apart from `history`, whose length guards every state change: an access
+        appended there would make a concurrent state change fail as if it had raced."""
+        result = self.sessions.update_one(
+            {"session_id": _check_id(session_id)},
+            {"$push": {"access_log": {"action": action, "by": by, "at": _now()}}},
+        )
+        if result.matched_count == 0:
+            raise NotFound(f"session {session_id} does not exist")
 
     def set_legal_hold(self, session_id: str, hold: bool, *, by: str) -> Doc:
         """Set or clear the legal hold; Conflict once the session is being destroyed."""

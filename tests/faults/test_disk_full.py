@@ -76,7 +76,7 @@ def test_a_full_disk_mid_upload_is_507_and_the_upload_resumes_once_space_returns
     (tmp_path / "earlier.bin").write_bytes(earlier)
     (tmp_path / "rec.bin").write_bytes(data)
     with Stack(config) as stack:
-        client = Client(stack.api_url, timeout=60, attempts=1)
+        client = Client(stack.api_url, timeout=60, attempts=1, token=stack.admin_token)
         first = client.create()["session_id"]
         client.upload(first, tmp_path / "earlier.bin")
         assert client.wait(first, timeout=60)["state"] == "STOPPED"
@@ -95,7 +95,7 @@ def test_a_full_disk_mid_upload_is_507_and_the_upload_resumes_once_space_returns
 
         (small_disk / "filler").unlink()  # space returns
         started = time.monotonic()
-        Client(stack.api_url, timeout=60).upload(sid, tmp_path / "rec.bin")
+        Client(stack.api_url, timeout=60, token=stack.admin_token).upload(sid, tmp_path / "rec.bin")
         assert client.wait(sid, timeout=120)["state"] == "STOPPED"
         print(f"\ndisk full: committed {committed} of {len(data)} bytes before the 507; "
               f"resumed and anchored in {time.monotonic() - started:.1f} s")  # fmt: skip

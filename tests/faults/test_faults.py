@@ -191,7 +191,13 @@ def test_a_process_killed_midway_changes_no_byte(
     campaign: Campaign, fault: str, phase: str, tmp_path: Path
 ) -> None:
     path, data = _recording(tmp_path, seed=FAULTS.index(fault) * 10 + PHASES.index(phase))
-    client = Client(campaign.stack.api_url, timeout=30, attempts=60, backoff=0.25)
+    client = Client(
+        campaign.stack.api_url,
+        timeout=30,
+        attempts=60,
+        backoff=0.25,
+        token=campaign.stack.admin_token,
+    )
     sid = client.create({"fault": fault, "phase": phase})["session_id"]
     failure: list[BaseException] = []
 

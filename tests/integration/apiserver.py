@@ -8,12 +8,14 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 
 from cli.servers import ManagedProcess, free_port, spawn
-from lucid.crypto.keys import ensure_keys
+from lucid.crypto.keys import ensure_keys, load_token_signing_key
+from lucid.crypto.tokens import SCOPES, issue_token
 from lucid.settings import load_settings
 
 
@@ -43,6 +45,20 @@ def start_api(
             time.sleep(0.2)
     proc.stop()
     raise RuntimeError(f"api did not answer in {timeout}s:\n{proc.tail()}")
+
+
+def admin_headers(data_dir: Path, env: dict[str, str]) -> dict[str, str]:
+    """An `Authorization` header with an every-scope token for the API in `data_dir`."""
+    keys = load_settings({**os.environ, **env, "LUCID_DATA_DIR": str(data_dir)}).keys_path
+    ensure_keys(keys)
+    token = issue_token(
+        load_token_signing_key(keys),
+        subject="test:admin",
+        tenant="default",
+        scopes=SCOPES,
+        ttl=timedelta(hours=2),
+    )
+    return {"Authorization": f"Bearer {token}"}
 
 
 @contextmanager

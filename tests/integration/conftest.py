@@ -54,7 +54,13 @@ def stack(
 
 @pytest.fixture
 def client(stack: Stack) -> Client:
-    return Client(stack.api_url, timeout=120)
+    """A client with the stack's admin token (every scope of the default tenant)."""
+    return Client(stack.api_url, timeout=120, token=stack.admin_token)
+
+
+def cli_env(client: Client) -> dict[str, str]:
+    """The environment a `lucid` command needs to act with `client`'s token."""
+    return {"LUCID_TOKEN": client.http.headers["Authorization"].removeprefix("Bearer ")}
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,7 @@ def test_declared_oversized_upload_is_413_before_reading(client: Client) -> None
     url = client.http.base_url
     conn = http.client.HTTPConnection(url.host, url.port, timeout=30)
     conn.putrequest("PUT", f"/api/v1/sessions/{sid}/recording")
+    conn.putheader("Authorization", client.http.headers["Authorization"])
     conn.putheader("Content-Length", str(1 << 50))
     conn.endheaders(b"x" * 1024)
     response = conn.getresponse()

@@ -73,7 +73,8 @@ def _check(response: httpx.Response) -> None:
 
 @pytest.fixture(scope="module")
 def http(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=60) as client:
+    headers = {"Authorization": f"Bearer {stack.admin_token}"}
+    with httpx.Client(base_url=stack.api_url, timeout=60, headers=headers) as client:
         yield client
 
 

@@ -124,6 +124,7 @@ def test_create_body_declared_larger_than_allowed_is_413(client: Client) -> None
     url = client.http.base_url
     conn = http.client.HTTPConnection(url.host, url.port, timeout=30)
     conn.putrequest("POST", SESSIONS)
+    conn.putheader("Authorization", client.http.headers["Authorization"])
     conn.putheader("Content-Type", "application/json")
     conn.putheader("Content-Length", str(1 << 40))
     conn.endheaders(b'{"metadata": {')
@@ -140,6 +141,7 @@ def test_after_an_early_413_the_next_request_on_the_connection_is_answered(
     url = client.http.base_url
     conn = http.client.HTTPConnection(url.host, url.port, timeout=30)
     conn.putrequest("PUT", f"{SESSIONS}/{sid}/recording")
+    conn.putheader("Authorization", client.http.headers["Authorization"])
     conn.putheader("Content-Length", str(1 << 50))
     conn.endheaders(b"x" * 1024)
     response = conn.getresponse()
@@ -149,7 +151,9 @@ def test_after_an_early_413_the_next_request_on_the_connection_is_answered(
     # (http.client does that on its own) instead of sending into a dead connection.
     assert response.getheader("Connection") == "close"
     started = time.monotonic()
-    conn.request("GET", f"{SESSIONS}/{sid}")
+    conn.request(
+        "GET", f"{SESSIONS}/{sid}", headers={"Authorization": client.http.headers["Authorization"]}
+    )
     follow = conn.getresponse()
     assert follow.status == 200
     assert json.loads(follow.read())["session_id"] == sid
@@ -160,7 +164,15 @@ def test_after_an_early_413_the_next_request_on_the_connection_is_answered(
 def test_keep_alive_is_kept_after_an_error_whose_body_was_read(client: Client) -> None:
     url = client.http.base_url
     conn = http.client.HTTPConnection(url.host, url.port, timeout=30)
-    conn.request("POST", SESSIONS, body=b"{not json", headers={"Content-Type": "application/json"})
+    conn.request(
+        "POST",
+        SESSIONS,
+        body=b"{not json",
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": client.http.headers["Authorization"],
+        },
+    )
     response = conn.getresponse()
     assert response.status == 400
     response.read()

@@ -19,7 +19,7 @@ from bench.corpus import corpus_blocks
 from cli.client import Client
 from cli.main import cli
 from cli.servers import free_port
-from tests.integration.conftest import CHUNK, stack_env
+from tests.integration.conftest import CHUNK, cli_env, stack_env
 
 
 def test_submit_wait_json_prints_one_anchored_session_object(
@@ -27,7 +27,7 @@ def test_submit_wait_json_prints_one_anchored_session_object(
 ) -> None:
     path = tmp_path / "rec.bin"
     path.write_bytes(b"".join(corpus_blocks(3 * CHUNK + 10, seed=31)))
-    result = CliRunner().invoke(
+    result = CliRunner(env=cli_env(client)).invoke(
         cli, ["submit", str(path), "--wait", "--json", "--api", str(client.http.base_url)]
     )
     assert result.exit_code == 0, result.output
@@ -37,7 +37,7 @@ def test_submit_wait_json_prints_one_anchored_session_object(
     assert out["chunks"] == 4
     assert out["anchor"]["status"] == "confirmed"
 
-    status = CliRunner().invoke(
+    status = CliRunner(env=cli_env(client)).invoke(
         cli, ["status", out["session_id"], "--json", "--api", str(client.http.base_url)]
     )
     assert status.exit_code == 0
@@ -45,7 +45,9 @@ def test_submit_wait_json_prints_one_anchored_session_object(
 
 
 def test_status_of_unknown_session_exits_non_zero_with_the_reason(client: Client) -> None:
-    result = CliRunner().invoke(cli, ["status", "f" * 32, "--api", str(client.http.base_url)])
+    result = CliRunner(env=cli_env(client)).invoke(
+        cli, ["status", "f" * 32, "--api", str(client.http.base_url)]
+    )
     assert result.exit_code == 1
     assert "not" in result.output and "f" * 32 in result.output
 
@@ -89,6 +91,13 @@ def test_lucid_up_serves_and_stops_every_process_on_sigterm(
         time.sleep(3)  # let every worker group finish starting
         children = psutil.Process(up.pid).children(recursive=True)
         assert len(children) >= 6  # 5 worker groups (with their pools) and the API
+        token_file = tmp_path / "data" / "admin.token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        # Any command finds the stack's admin token by itself (the README's flow).
+        listed = CliRunner(
+            env={"LUCID_DATA_DIR": str(tmp_path / "data"), "LUCID_TOKEN": None}
+        ).invoke(cli, ["status", "f" * 32, "--api", f"http://127.0.0.1:{port}"])
+        assert "does not exist" in listed.output, listed.output
         up.send_signal(signal.SIGTERM)
         stdout, stderr = up.communicate(timeout=60)
     finally:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from cli.servers import ManagedProcess, free_port, start_redis, start_secantus
-from tests.integration.apiserver import running_api
+from tests.integration.apiserver import admin_headers, running_api
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,8 @@ def deps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def http(deps: dict[str, Any]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=deps["url"], timeout=60) as client:
+    headers = admin_headers(deps["root"] / "api", deps["env"])
+    with httpx.Client(base_url=deps["url"], timeout=60, headers=headers) as client:
         yield client
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.apiserver import running_api
+from tests.integration.apiserver import admin_headers, running_api
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def test_upload_into_a_full_disk_is_507_naming_it(
     }
     with (
         running_api(small_disk, env, logs=tmp_path / "logs") as url,
-        httpx.Client(base_url=url, timeout=60) as http,
+        httpx.Client(base_url=url, timeout=60, headers=admin_headers(small_disk, env)) as http,
     ):
         sid = http.post("/api/v1/sessions", json={}).json()["session_id"]
         _fill(small_disk / "filler")

@@ -43,7 +43,7 @@ def test_failed_chunk_sets_error_with_reason_and_recover_completes_the_session(
     stack_without_hash: Stack, tmp_path: Path
 ) -> None:
     stack = stack_without_hash
-    client = Client(stack.api_url, timeout=60)
+    client = Client(stack.api_url, timeout=60, token=stack.admin_token)
     rt = Runtime(load_settings(stack.env))
     data = b"".join(corpus_blocks(3 * CHUNK, seed=21))
     path = tmp_path / "rec.bin"

@@ -62,7 +62,7 @@ def _submit(client: Client, tmp_path: Path, seed: int) -> str:
 def test_anchor_on_a_full_disk_leaves_the_ledger_intact_and_is_retried(
     tiny_ledger_stack: Stack, tmp_path: Path
 ) -> None:
-    client = Client(tiny_ledger_stack.api_url, timeout=120)
+    client = Client(tiny_ledger_stack.api_url, timeout=120, token=tiny_ledger_stack.admin_token)
     earlier = [_submit(client, tmp_path, seed) for seed in (1, 2)]
     for sid in earlier:
         assert client.wait(sid, timeout=120)["anchor"]["status"] == "confirmed"

@@ -22,6 +22,7 @@ from bench.corpus import corpus_blocks
 from cli.client import Client
 from cli.servers import free_port, port_is_open, start_redis
 from cli.stack import Stack, StackConfig
+from lucid.crypto.tokens import read_token_file
 from tests.integration.conftest import CHUNK, stack_env
 
 pytestmark = pytest.mark.slow
@@ -122,7 +123,7 @@ def test_a_killed_worker_group_is_restarted_and_works(up: Up) -> None:
         pytest.fail("the hash worker group was not restarted")
     assert up.popen.poll() is None  # the rest of the stack kept running
 
-    client = Client(up.urls["api"], timeout=60)
+    client = Client(up.urls["api"], timeout=60, token=read_token_file(up.data_dir / "admin.token"))
     sid = client.create({})["session_id"]
     path = up.data_dir / "rec.bin"
     path.write_bytes(b"".join(corpus_blocks(3 * CHUNK + 5, seed=7)))
@@ -162,7 +163,7 @@ def test_workers_ride_out_redis_killed_mid_pipeline(mongodb_url: str, tmp_path: 
     )
     try:
         with Stack(config) as stack:
-            client = Client(stack.api_url, timeout=60)
+            client = Client(stack.api_url, timeout=60, token=stack.admin_token)
             in_flight = client.create({})["session_id"]
             path = tmp_path / "rec.bin"
             path.write_bytes(b"".join(corpus_blocks(48 * CHUNK, seed=11)))

@@ -13,6 +13,7 @@ import pytest
 
 from bench.corpus import corpus_blocks
 from cli.client import Client
+from cli.stack import Stack
 from lucid.integrity.leaves import LeafRecord
 from lucid.integrity.merkle import BLAKE3, verify_inclusion
 from lucid.runtime import Runtime
@@ -100,12 +101,14 @@ def test_live_session_appended_in_pieces_covers_exactly_what_was_sent(
     assert out.read_bytes() == data
 
 
-def test_two_sessions_at_once_do_not_mix(client: Client, tmp_path: Path) -> None:
+def test_two_sessions_at_once_do_not_mix(client: Client, stack: Stack, tmp_path: Path) -> None:
     datas = [_recording(6 * CHUNK + 1, seed=4), _recording(4 * CHUNK + 99, seed=5)]
     results: list[dict[str, Any]] = [{}, {}]
 
     def run(i: int) -> None:
-        results[i] = _submit(Client(str(client.http.base_url)), tmp_path, datas[i], f"r{i}.bin")
+        results[i] = _submit(
+            Client(stack.api_url, token=stack.admin_token), tmp_path, datas[i], f"r{i}.bin"
+        )
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
     for t in threads:

@@ -18,7 +18,7 @@ from cli.client import Client, UploadFailed
 from cli.main import cli
 from cli.servers import free_port
 from cli.stack import Stack
-from tests.integration.conftest import CHUNK
+from tests.integration.conftest import CHUNK, cli_env
 
 
 def _recording(tmp_path: Path, size: int, seed: int, name: str = "rec.bin") -> tuple[Path, bytes]:
@@ -122,6 +122,7 @@ def test_a_connection_dropped_midway_resumes_from_the_offset_head_reports(
     url = client.http.base_url
     conn = http.client.HTTPConnection(url.host, url.port, timeout=30)
     conn.putrequest("POST", f"/api/v1/sessions/{sid}/data")
+    conn.putheader("Authorization", client.http.headers["Authorization"])
     conn.putheader("Content-Length", str(len(data)))
     conn.putheader("Content-Type", "application/octet-stream")
     conn.putheader("Upload-Offset", "0")
@@ -155,7 +156,7 @@ def test_the_api_killed_midway_the_client_resumes_by_itself_exactly_once(
     # Issue 8 item 2: the API process died mid-upload and the client resumed from the
     # reported offset; the chunk it had published must be neither lost nor doubled.
     path, data = _recording(tmp_path, 4 * 1024 * 1024 + 77, seed=54)
-    client = Client(stack.api_url, timeout=60, backoff=0.3)
+    client = Client(stack.api_url, timeout=60, backoff=0.3, token=stack.admin_token)
     sid = client.create()["session_id"]
     killed: list[int] = []
     sent = 0
@@ -186,7 +187,7 @@ def test_submit_resume_continues_an_upload_an_earlier_process_began(
     sid = _active(client)
     assert client.append(sid, half, 0) == 2 * CHUNK + 10  # ... and that process went away
 
-    result = CliRunner().invoke(
+    result = CliRunner(env=cli_env(client)).invoke(
         cli,
         ["submit", str(path), "--resume", sid, "--wait", "--json",
          "--api", str(client.http.base_url)],

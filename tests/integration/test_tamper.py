@@ -25,7 +25,7 @@ from cli.client import Client
 from cli.main import cli
 from lucid.runtime import Runtime
 from lucid.storage import layout
-from tests.integration.conftest import CHUNK
+from tests.integration.conftest import CHUNK, cli_env
 
 DATA_SIZE = 3 * CHUNK + 5000  # four chunks, the last one partial
 
@@ -147,7 +147,7 @@ def _sealed_session(client: Client, tmp_path: Path, seed: int) -> tuple[str, byt
 
 
 def _run(client: Client, *args: str) -> Result:
-    return CliRunner().invoke(cli, [*args, "--api", str(client.http.base_url)])
+    return CliRunner(env=cli_env(client)).invoke(cli, [*args, "--api", str(client.http.base_url)])
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=[k.name for k in KINDS])

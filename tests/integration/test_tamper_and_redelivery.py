@@ -21,7 +21,7 @@ from lucid.pipeline.stages import leaf_record
 from lucid.runtime import Runtime
 from lucid.settings import load_settings
 from lucid.storage import layout
-from tests.integration.conftest import CHUNK, stack_env
+from tests.integration.conftest import CHUNK, cli_env, stack_env
 
 
 def _flip_byte(path: Path, offset: int) -> None:
@@ -46,12 +46,12 @@ def test_tampered_stored_chunk_is_caught_by_get_and_verify(
 
     api = ["--api", str(client.http.base_url)]
     out = tmp_path / "out.bin"
-    got = CliRunner().invoke(cli, ["get", sid, "-o", str(out), *api])
+    got = CliRunner(env=cli_env(client)).invoke(cli, ["get", sid, "-o", str(out), *api])
     assert got.exit_code != 0
     assert "chunk 3" in got.output
     assert not out.exists()
 
-    verified = CliRunner().invoke(cli, ["verify", sid, *api])
+    verified = CliRunner(env=cli_env(client)).invoke(cli, ["verify", sid, *api])
     assert verified.exit_code != 0
     assert "chunk 3" in verified.output
 
@@ -77,7 +77,7 @@ def test_killed_worker_chunk_is_redelivered_and_root_unchanged(
 ) -> None:
     from celery import Celery
 
-    client = Client(slow_stack.api_url, timeout=120)
+    client = Client(slow_stack.api_url, timeout=120, token=slow_stack.admin_token)
     data = os.urandom(2 * 16 * 1024 * 1024)  # incompressible: zstd-19 takes seconds
     path = tmp_path / "rec.bin"
     path.write_bytes(data)
