@@ -86,7 +86,7 @@ def test_full_lifecycle_history() -> None:
     ]  # fmt: skip
     state, history = S.CREATED, []
     for trigger in triggers:
-        step = Transition.now(state, trigger, reason=f"step {trigger}")
+        step = Transition.now(state, trigger, reason=f"step {trigger}", by="alice")
         history.append(step)
         state = step.to_state
     assert state is S.DESTROYED
@@ -99,6 +99,7 @@ def test_full_lifecycle_history() -> None:
         "to_state": "ERROR",
         "at": history[5].at.isoformat(timespec="microseconds"),
         "reason": "step ERROR",
+        "by": "alice",
     }
     assert [Transition.from_dict(d) for d in as_dicts] == history
     assert allowed_triggers(state) == ()

@@ -78,7 +78,8 @@ def test_full_lifecycle_records_history(store: MetadataStore) -> None:
     steps += [Trigger.STOP, Trigger.STOP_COMPLETE, Trigger.CLEANUP, Trigger.CLEANUP_COMPLETE]
     for trigger in steps:
         fields = {"chunk_count": 7} if trigger is Trigger.STOP else None
-        doc = store.apply_trigger("s", trigger, reason=f"r-{trigger}", set_fields=fields)
+        by = "alice" if trigger is Trigger.START else None
+        doc = store.apply_trigger("s", trigger, reason=f"r-{trigger}", set_fields=fields, by=by)
     assert doc == store.get_session("s")
     assert doc["state"] == "DESTROYED"
     assert doc["chunk_count"] == 7
@@ -87,8 +88,9 @@ def test_full_lifecycle_records_history(store: MetadataStore) -> None:
     assert [h["from_state"] for h in history[1:]] == [h["to_state"] for h in history[:-1]]
     assert history[0] | {"at": None} == {
         "from_state": "CREATED", "trigger": "START", "to_state": "STARTING",
-        "at": None, "reason": "r-START",
+        "at": None, "reason": "r-START", "by": "alice",
     }  # fmt: skip
+    assert history[1]["by"] is None
     assert [h["at"] for h in history] == sorted(h["at"] for h in history)
     assert doc["updated_at"] >= history[-1]["at"] > doc["created_at"]
 
