@@ -173,6 +173,7 @@ def workers(stages: tuple[str, ...], stage_list: str) -> None:
     deployment has one. A group that exits is restarted with backoff."""
     from cli.servers import ManagedProcess, spawn
     from cli.supervisor import StopRequested, Supervisor, stop_on_signals
+    from lucid.crypto.roles import make_role_key_dir
     from lucid.settings import load_settings
     from workers.profiles import worker_argv, worker_groups
 
@@ -206,7 +207,16 @@ def workers(stages: tuple[str, ...], stage_list: str) -> None:
                     f"{group.stage}: {group.concurrency} processes on queue {group.queue_name}, "
                     f"log {logs / name}.log"
                 )
-                procs.append(spawn(name, worker_argv(group), logs))
+                # Each group holds only its role's keys (lucid.crypto.roles), as under `lucid up`.
+                key_dir = make_role_key_dir(
+                    settings.keys_path, settings.data_dir / "role-keys", (group.role,)
+                )
+                env = {
+                    **os.environ,
+                    "LUCID_ROLE": group.role,
+                    "LUCID_KEY_DIR": str(key_dir),
+                }
+                procs.append(spawn(name, worker_argv(group), logs, env))
             supervisor = Supervisor(procs, _say)
             while supervisor.poll() is None and not supervisor.all_given_up():
                 time.sleep(0.5)

@@ -9,6 +9,7 @@ python drive.py download API SESSION_ID OUT
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from cli.client import Client
 
 def main(argv: list[str]) -> None:
     command, api = argv[0], argv[1]
-    client = Client(api, timeout=120)
+    client = Client(api, timeout=120, token=os.environ.get("LUCID_TOKEN"))
     if command == "upload":
         path = Path(argv[2])
         sid = client.create({"filename": path.name})["session_id"]

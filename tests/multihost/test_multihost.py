@@ -25,11 +25,20 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from lucid.crypto.keys import LEDGER_KEY, LEDGER_PUB, RECIPIENT_PUB, TOKEN_PUB, init_keys
+from lucid.crypto.keys import (
+    LEDGER_KEY,
+    LEDGER_PUB,
+    RECIPIENT_PUB,
+    TOKEN_PUB,
+    init_keys,
+    load_token_signing_key,
+)
+from lucid.crypto.tokens import DEFAULT_TENANT, SCOPES, issue_token
 from lucid.settings import MIB, Settings
 from tests.multihost import netns
 
@@ -75,6 +84,7 @@ class Cluster:
     net: netns.Network
     root: Path
     api: str
+    token: str = ""
 
     def env(self, host: str) -> dict[str, str]:
         """The environment of a Lucid process on `host`: A's servers, the host's own dirs."""
@@ -87,7 +97,7 @@ class Cluster:
             "QUEUE_PREFIX": "mh",
             "BLOB_BACKEND": "s3",
             "S3_ENDPOINT_URL": f"http://{a}:{PORTS['s3']}",
-            "S3_BUCKET": "lucid-multihost",
+            "S3_BUCKET": "lucid",  # the bucket cli.servers.start_seaweedfs makes
             "S3_ACCESS_KEY_ID": S3_KEY,
             "S3_SECRET_ACCESS_KEY": S3_SECRET,
             "LUCID_DATA_DIR": str(self.root / host / "data"),
@@ -108,7 +118,12 @@ class Cluster:
 
     def drive(self, *args: str, timeout: float = 300) -> str:
         """Run tests/multihost/drive.py on host A (the client talks to A's API)."""
-        done = self.net["a"].run([PY, str(HERE / "drive.py"), *args], timeout=timeout, cwd=ROOT)
+        done = self.net["a"].run(
+            [PY, str(HERE / "drive.py"), *args],
+            timeout=timeout,
+            cwd=ROOT,
+            env={**os.environ, "LUCID_TOKEN": self.token},
+        )
         assert done.returncode == 0, f"drive {args[0]}: {done.stderr[-2000:]}\n{self.logs()}"
         return done.stdout.strip().splitlines()[-1]
 
@@ -142,7 +157,14 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             (tmp_path / host / "keys").mkdir(mode=0o700)
             for name in WORKER_KEYS:
                 shutil.copy2(tmp_path / "a" / "keys" / name, tmp_path / host / "keys" / name)
-        cluster = Cluster(net, tmp_path, f"http://{a.address}:{PORTS['api']}")
+        admin = issue_token(
+            load_token_signing_key(tmp_path / "a" / "keys"),
+            subject="multihost-test",
+            tenant=DEFAULT_TENANT,
+            scopes=SCOPES,
+            ttl=timedelta(hours=1),
+        )
+        cluster = Cluster(net, tmp_path, f"http://{a.address}:{PORTS['api']}", admin)
         env = cluster.env("a")
         (tmp_path / "a" / "data").mkdir()
         servers = tmp_path / "a" / "servers"
@@ -158,6 +180,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
              "--noop-heartbeat-seconds", "1"],
             log=tmp_path / "a-secantus.log",
         )  # fmt: skip
+        # start_seaweedfs keeps the credentials it finds in its data dir: give it ours
+        (servers / "seaweed").mkdir(mode=0o700)
+        (servers / "seaweed" / "s3-credentials").write_text(f"{S3_KEY}:{S3_SECRET}\n")
         a.spawn(
             [PY, str(HERE / "seaweed.py"), str(servers / "seaweed"), str(PORTS["seaweed"])],
             env=env, log=tmp_path / "a-seaweed.log", cwd=ROOT,
