@@ -240,7 +240,7 @@ def test_session_survives_losing_a_worker_host(cluster: Cluster, fault: str) -> 
     _assert_anchored_and_identical(cluster, _session(cluster, first, "first.bin"), first)
     # B kept nothing but its logs on its own disk: no blob, no ledger, nothing to lose
     kept = [p for p in (cluster.root / "b" / "data").rglob("*") if p.is_file()]
-    assert [p for p in kept if "logs" not in p.parts] == []
+    assert [p for p in kept if "logs" not in p.parts and "role-keys" not in p.parts] == []
 
     second = _recording(40 * CHUNK + 64, b"second")
     sid = _session(cluster, second, "second.bin")
