@@ -71,8 +71,20 @@ ENDPOINTS = [
     Endpoint("GET", SESSIONS + "/{sid}/chunks/0/proof", "read", 200, "sealed"),
     Endpoint("GET", SESSIONS + "/{sid}/verify", "read", 200, "sealed"),
     Endpoint("GET", "/api/v1/ledger/checkpoint", "read", 200, ready="none"),
-    # download: decrypted bytes
+    Endpoint("PUT", SESSIONS + "/{sid}", "record", 200, "created", b'{"metadata": {"a": 1}}',
+             (("Content-Type", "application/json"),)),
+    Endpoint("POST", SESSIONS + "/{sid}/pipeline/pause", "record", 200, "active"),
+    Endpoint("POST", SESSIONS + "/{sid}/pipeline/resume", "record", 200, "active"),
+    Endpoint("GET", SESSIONS + "/{sid}/chunks/0", "read", 200, "sealed"),
+    Endpoint("GET", SESSIONS + "/{sid}/pipeline", "read", 200),
+    Endpoint("GET", SESSIONS + "/{sid}/statistics", "read", 200, "sealed"),
+    # download: decrypted bytes (and what an offline restore needs)
     Endpoint("GET", SESSIONS + "/{sid}/download", "download", 200, "sealed"),
+    Endpoint("GET", SESSIONS + "/{sid}/chunks/0/download", "download", 200, "sealed"),
+    Endpoint("GET", SESSIONS + "/{sid}/bundle", "download", 200, "sealed"),
+    # admin: delete, system statistics
+    Endpoint("DELETE", SESSIONS + "/{sid}", "admin", 200, "created"),
+    Endpoint("GET", "/api/v1/statistics", "admin", 200, ready="none"),
 ]  # fmt: skip
 
 

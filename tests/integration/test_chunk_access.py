@@ -23,7 +23,7 @@ SIZE = 3 * CHUNK + 1000
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory, stack: object) -> tuple[str, bytes]:
     """One sealed, anchored session shared by the read-only tests, and its bytes."""
-    client = Client(stack.api_url, timeout=120)  # type: ignore[attr-defined]
+    client = Client(stack.api_url, timeout=120, token=stack.admin_token)  # type: ignore[attr-defined]
     data = b"".join(corpus_blocks(SIZE, 50))
     path = tmp_path_factory.mktemp("rec") / "rec.bin"
     path.write_bytes(data)

@@ -18,7 +18,7 @@ from cli.stack import Stack
 from lucid.runtime import Runtime
 from lucid.settings import load_settings
 from tasks.lifecycle import run_retention
-from tests.integration.apiserver import running_api
+from tests.integration.apiserver import admin_headers, running_api
 from tests.integration.conftest import CHUNK
 
 
@@ -101,7 +101,7 @@ def test_max_concurrent_sessions_answers_429_with_retry_after(
                "STARTING", "PAUSING", "STOPPING"))  # fmt: skip
     env = {**stack.env, "MAX_CONCURRENT_SESSIONS": str(live + 2)}
     with running_api(tmp_path / "api", env) as url:
-        http = httpx.Client(base_url=url, timeout=30)
+        http = httpx.Client(base_url=url, timeout=30, headers=admin_headers(tmp_path / "api", env))
         created = [http.post("/api/v1/sessions", json={}) for _ in range(2)]
         assert [r.status_code for r in created] == [201, 201]
         refused = http.post("/api/v1/sessions", json={})

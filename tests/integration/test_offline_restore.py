@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
+from lucid.crypto.keys import load_token_signing_key
 from lucid.crypto.roles import make_role_key_dir
+from lucid.crypto.tokens import DEFAULT_TENANT, SCOPES, issue_token
 from lucid.runtime import Runtime
 from lucid.settings import load_settings
 from lucid.storage import layout
@@ -62,11 +65,22 @@ def api_without_private_keys(
         yield url
 
 
+def _token(keys: Path) -> str:
+    """An every-scope token signed with the deployment's token key."""
+    return issue_token(
+        load_token_signing_key(keys),
+        subject="test:offline",
+        tenant=DEFAULT_TENANT,
+        scopes=SCOPES,
+        ttl=timedelta(hours=1),
+    )
+
+
 def _get(url: str, sid: str, out: Path, keys: Path) -> tuple[int, str]:
     result = CliRunner().invoke(
         cli,
         ["get", sid, "-o", str(out), "--key", str(keys / "recipient.key"),
-         "--ledger-pub", str(keys / "ledger.pub"), "--api", url],
+         "--ledger-pub", str(keys / "ledger.pub"), "--api", url, "--token", _token(keys)],
     )  # fmt: skip
     return result.exit_code, result.output
 
@@ -77,11 +91,13 @@ def test_get_with_key_restores_byte_identical_from_an_api_holding_no_private_key
     sid, data, rt = sealed
     url = api_without_private_keys
     # The API cannot decrypt: it holds no recipient.key.
-    answer = httpx.get(f"{url}/api/v1/sessions/{sid}/download", timeout=30)
+    auth = {"Authorization": f"Bearer {_token(rt.settings.keys_path)}"}
+    answer = httpx.get(f"{url}/api/v1/sessions/{sid}/download", timeout=30, headers=auth)
     assert answer.status_code == 500 and "recipient.key" in answer.text
     # Verification reads the ledger from the shared store, not a local file.
     assert not (rt.settings.data_dir / "ledger").exists()
-    assert httpx.get(f"{url}/api/v1/sessions/{sid}/verify", timeout=30).json()["ok"] is True
+    verified = httpx.get(f"{url}/api/v1/sessions/{sid}/verify", timeout=30, headers=auth)
+    assert verified.json()["ok"] is True
     code, output = _get(url, sid, tmp_path / "out.rec", rt.settings.keys_path)
     assert code == 0, output
     assert (tmp_path / "out.rec").read_bytes() == data

@@ -64,7 +64,7 @@ def test_a_second_deployment_on_the_same_broker_never_takes_this_ones_tasks(
     assert send_and_count(other_env, sends=4)["compress"] == 4
 
     # the running deployment works its own session through every stage meanwhile
-    client = Client(prefixed_stack.api_url, timeout=120)
+    client = Client(prefixed_stack.api_url, timeout=120, token=prefixed_stack.admin_token)
     data = hashlib.sha256(b"prefix").digest() * (3 * CHUNK // 32 + 17)
     path = tmp_path / "rec.bin"
     path.write_bytes(data)

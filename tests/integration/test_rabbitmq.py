@@ -99,7 +99,7 @@ def test_queue_depth_on_rabbitmq_counts_real_messages(amqp_url: str, redis_url: 
 def test_session_end_to_end_on_rabbitmq_is_restored_byte_identical(
     rabbit_stack: Stack, tmp_path: Path
 ) -> None:
-    client = Client(rabbit_stack.api_url, timeout=120)
+    client = Client(rabbit_stack.api_url, timeout=120, token=rabbit_stack.admin_token)
     data = hashlib.sha256(b"rabbit").digest() * (5 * CHUNK // 32 + 9)
     path = tmp_path / "rec.bin"
     path.write_bytes(data)

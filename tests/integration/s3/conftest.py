@@ -69,7 +69,7 @@ def stack(
 
 @pytest.fixture
 def client(stack: Stack) -> Client:
-    return Client(stack.api_url, timeout=120)
+    return Client(stack.api_url, timeout=120, token=stack.admin_token)
 
 
 @pytest.fixture(scope="session")

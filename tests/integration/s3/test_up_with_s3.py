@@ -42,7 +42,8 @@ def test_lucid_up_with_s3_blobs_starts_seaweedfs_and_stores_there(
                 pass
             assert up.poll() is None, up.communicate()[1]
             time.sleep(0.2)
-        client = Client(f"http://127.0.0.1:{port}", timeout=120)
+        token = (data_dir / "admin.token").read_text().strip()
+        client = Client(f"http://127.0.0.1:{port}", timeout=120, token=token)
         data = b"".join(corpus_blocks(3 * CHUNK + 99, seed=5))
         (tmp_path / "rec.bin").write_bytes(data)
         sid = client.create()["session_id"]
