@@ -15,6 +15,8 @@ import celeryconfig
 from bench.corpus import corpus_blocks
 from cli.client import Client
 from cli.stack import Stack
+from lucid.crypto.keys import load_token_signing_key
+from lucid.crypto.tokens import SCOPES, issue_token
 from lucid.runtime import Runtime
 from lucid.settings import load_settings
 from tasks.lifecycle import run_retention
@@ -56,7 +58,17 @@ def test_retention_sweep_shreds_an_expired_session_and_skips_a_held_one(
     tomb = runtime.meta.get_session(expired)
     assert tomb["state"] == "DESTROYED" and tomb["destroyed_by"] == "system:retention"
     assert list(runtime.blobs.keys(f"sessions/{expired}/")) == []
-    assert client.http.get(f"/api/v1/sessions/{expired}/download").status_code == 410
+    owner = issue_token(
+        load_token_signing_key(runtime.settings.keys_path),
+        subject="test:owner",
+        tenant=tenant,
+        scopes=SCOPES,
+        ttl=timedelta(hours=1),
+    )
+    gone = client.http.get(
+        f"/api/v1/sessions/{expired}/download", headers={"Authorization": f"Bearer {owner}"}
+    )
+    assert gone.status_code == 410, gone.text
     assert runtime.meta.get_session(held)["state"] == "STOPPED"
     runtime.meta.update_session(held, {"tenant": None})  # back to the API's tenant
     code, verified = client.verify(held)

@@ -88,7 +88,7 @@ def test_delete_shreds_the_session_leaving_a_tombstone_and_downloads_are_gone(
     tomb = client.delete(sid)
 
     assert tomb["state"] == "DESTROYED"
-    assert tomb["destroyed_by"] == "anonymous" and tomb["destroyed_at"]
+    assert tomb["destroyed_by"] == "lucid-up:admin" and tomb["destroyed_at"]
     for field in ("session_id", "merkle_root", "tree_size", "anchor"):
         assert tomb[field] == before[field], field
     assert tomb["metadata"] == {}
@@ -113,7 +113,7 @@ def test_legal_hold_makes_delete_refuse_with_409_until_cleared(
 ) -> None:
     sid = sealed(client, tmp_path, size=CHUNK + 5, seed=41)
     held = client.update(sid, {"legal_hold": True})
-    assert held["legal_hold"] is True and held["legal_hold_by"] == "anonymous"
+    assert held["legal_hold"] is True and held["legal_hold_by"] == "lucid-up:admin"
 
     body = _error(client.http.delete(f"{SESSIONS}/{sid}"), 409)
     assert "legal hold" in body["message"]

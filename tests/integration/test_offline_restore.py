@@ -76,11 +76,14 @@ def _token(keys: Path) -> str:
     )
 
 
-def _get(url: str, sid: str, out: Path, keys: Path) -> tuple[int, str]:
+def _get(
+    url: str, sid: str, out: Path, keys: Path, token_keys: Path | None = None
+) -> tuple[int, str]:
     result = CliRunner().invoke(
         cli,
         ["get", sid, "-o", str(out), "--key", str(keys / "recipient.key"),
-         "--ledger-pub", str(keys / "ledger.pub"), "--api", url, "--token", _token(keys)],
+         "--ledger-pub", str(keys / "ledger.pub"), "--api", url,
+         "--token", _token(token_keys or keys)],
     )  # fmt: skip
     return result.exit_code, result.output
 
@@ -129,7 +132,9 @@ def test_get_with_key_refuses_a_ledger_key_it_does_not_trust(
 
     init_keys(other)
     (other / "recipient.key").write_bytes((rt.settings.keys_path / "recipient.key").read_bytes())
-    code, output = _get(api_without_private_keys, sid, tmp_path / "out.rec", other)
+    code, output = _get(
+        api_without_private_keys, sid, tmp_path / "out.rec", other, rt.settings.keys_path
+    )
     assert code == 1 and "ledger key: expected" in output
 
 

@@ -32,7 +32,7 @@ def test_paused_pipeline_holds_its_chunks_while_others_pass_and_resume_completes
     (tmp_path / "b.bin").write_bytes(b"".join(corpus_blocks(2 * CHUNK + 9, 61)))
     paused_sid = client.create()["session_id"]
     status = client.pipeline(paused_sid, "pause")
-    assert status["paused"] is True and status["paused_by"] == "anonymous"
+    assert status["paused"] is True and status["paused_by"] == "lucid-up:admin"
     assert client.status(paused_sid)["pipeline_paused"] is True
 
     client.upload(paused_sid, tmp_path / "a.bin")  # stopped: 5 chunks queued, then the seal
