@@ -43,8 +43,11 @@ if TYPE_CHECKING:
 __all__ = ["MULTIPART_THRESHOLD", "PART_SIZE", "S3BlobStore", "s3_client"]
 
 MIB = 1024 * 1024
-# A 10 MiB chunk goes in one PUT; larger blobs in 8 MiB parts (S3's minimum is 5 MiB).
-MULTIPART_THRESHOLD = 16 * MIB
+# Every blob Lucid writes (a chunk is at most 256 MiB) goes in one conditional PUT, which S3
+# allows up to 5 GiB: SeaweedFS 4.48 was seen letting two concurrent conditional *multipart*
+# completes of one key both succeed, so multipart (8 MiB parts; S3's minimum is 5 MiB) is
+# kept for larger objects only, where write-once then rests on the server alone.
+MULTIPART_THRESHOLD = 512 * MIB
 PART_SIZE = 8 * MIB
 DEPENDENCY = "blob store"
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from bench.corpus import corpus_blocks
 from cli.client import Client
 from cli.main import cli
+from cli.stack import Stack
 from lucid.runtime import Runtime
 from lucid.storage import layout
 from lucid.storage.s3 import S3BlobStore
@@ -46,7 +47,7 @@ def _flip_byte_in_object(store: S3BlobStore, key: str, offset: int) -> None:
 
 
 def test_tampered_stored_chunk_is_caught_by_get_and_verify(
-    client: Client, runtime: Runtime, tmp_path: Path
+    stack: Stack, client: Client, runtime: Runtime, tmp_path: Path
 ) -> None:
     data = b"".join(corpus_blocks(5 * CHUNK, seed=11))
     path = tmp_path / "rec.bin"
@@ -57,7 +58,7 @@ def test_tampered_stored_chunk_is_caught_by_get_and_verify(
     assert isinstance(runtime.blobs, S3BlobStore)
     _flip_byte_in_object(runtime.blobs, layout.encrypted_key(sid, 3), 100)
 
-    api = ["--api", str(client.http.base_url)]
+    api = ["--api", str(client.http.base_url), "--token", str(stack.admin_token)]
     out = tmp_path / "out.bin"
     got = CliRunner().invoke(cli, ["get", sid, "-o", str(out), *api])
     assert got.exit_code != 0
