@@ -25,7 +25,6 @@ from bench.upload import stack_token
 from cli.auth import default_token
 from cli.servers import free_port
 from cli.stack import Stack, StackConfig
-from lucid.settings import load_settings
 
 
 def _stack_env(chunk_mb: float, compression: str, level: int, encryption: str) -> dict[str, str]:
@@ -41,12 +40,13 @@ def run_once(
     path: Path, api: str | None, env: dict[str, str], work_dir: Path
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One pipeline run (on a fresh embedded stack unless `api`) and its settings."""
-    settings = load_settings({**os.environ, **env})
     if api:
         return measure_pipeline(api, path, token=default_token()).__dict__, {}
     config = StackConfig(
         data_dir=work_dir, api_port=free_port(), flower_port=None, extra_env=env, loglevel="WARNING"
     )
+    # The stack's own check: it knows that BLOB_BACKEND=s3 alone means "start SeaweedFS".
+    settings = Stack(config).check()
     with Stack(config) as stack:
         roots = {p.name: p.popen.pid for p in stack.procs}
         result = measure_pipeline(stack.api_url, path, roots, stack_token(stack)).__dict__
