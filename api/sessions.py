@@ -16,6 +16,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from api import listing, runtime, schemas, validation
 from api.auth import owned_session, principal, require
+from api.body import body_stream
 from api.openapi import error, raw_body
 from lucid.errors import InvalidInput, TooLarge
 from lucid.lifecycle.limits import check_capacity
@@ -226,9 +227,13 @@ def put_recording(session_id: str) -> Response:
     owned_session(session_id)
     _raw_body()
     limit = _limit()
-    sessions.ingest_recording(
-        runtime(), session_id, request.stream, enqueue_chunk, limit=limit, by=_by()
-    )
+    stream = body_stream()
+    try:
+        sessions.ingest_recording(
+            runtime(), session_id, stream, enqueue_chunk, limit=limit, by=_by()
+        )
+    finally:
+        stream.close()
     enqueue_seal(session_id)
     return _accepted(session_id)
 
@@ -271,9 +276,13 @@ def data(session_id: str) -> Response:
     owned_session(session_id)
     _raw_body()
     offset = _stated_offset()
-    doc = sessions.append(
-        runtime(), session_id, request.stream, enqueue_chunk, offset=offset, limit=_limit()
-    )
+    stream = body_stream()
+    try:
+        doc = sessions.append(
+            runtime(), session_id, stream, enqueue_chunk, offset=offset, limit=_limit()
+        )
+    finally:
+        stream.close()
     # Not the full status: its stage counts and offset cost four more metadata reads on
     # every append, most of the metadata server's CPU for a live recorder's small pieces.
     committed = int(doc["offset"])

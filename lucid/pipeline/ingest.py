@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any, Protocol
 
 from lucid.errors import Conflict, IntegrityError, InvalidInput, OffsetMismatch, TooLarge
 from lucid.lifecycle.states import SessionState
@@ -41,6 +41,7 @@ from lucid.storage import layout
 __all__ = [
     "IngestState",
     "OnChunk",
+    "Readable",
     "append",
     "committed_length",
     "derive",
@@ -49,7 +50,14 @@ __all__ = [
 ]
 
 OnChunk = Callable[[str, int, bool], None]
-_READ_SIZE = 1 << 20
+
+
+class Readable(Protocol):
+    """A request body: read into the caller's buffer, 0 at the end."""
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
 _STOP_ATTEMPTS = 8
 
 
@@ -142,7 +150,7 @@ def _lost(rt: Runtime, session_id: str, got: int) -> Conflict:
 def append(
     rt: Runtime,
     session_id: str,
-    stream: IO[bytes],
+    stream: Readable,
     on_chunk: OnChunk,
     *,
     offset: int | None,
@@ -222,20 +230,33 @@ class _Appender:
         self._pending: Future[None] | None = None
         self._error: BaseException | None = None
 
-    def fill(self, stream: IO[bytes], max_total: int) -> None:
-        while data := stream.read(_READ_SIZE):
-            if self.position + len(data) > max_total:
-                raise TooLarge(f"recording exceeds {max_total} bytes")
-            view = memoryview(data)
-            while view:
-                if self.filled == self.size:  # full and more follows: not the final chunk
-                    self._hand_off()
-                take = min(len(view), self.size - self.filled)
-                at = self.filled - self.base
-                self.buf[at : at + take] = view[:take]
-                self.filled += take
-                view = view[take:]
-            self.position += len(data)
+    def fill(self, stream: Readable, max_total: int) -> None:
+        """Read the body straight into the chunk buffers (`readinto`: no copy in Python).
+
+        A full chunk is handed off only once more bytes follow: those are read into the
+        other buffer first, since a chunk that fills exactly at the end stays the tail.
+        """
+        while True:
+            if self.filled == self.size:
+                spare = self._spare()
+                n = self._read(stream, memoryview(spare)[: self.size], max_total)
+                if not n:
+                    return
+                self._hand_off(spare, n)
+                continue
+            at = self.filled - self.base
+            n = self._read(stream, memoryview(self.buf)[at : self.size - self.base], max_total)
+            if not n:
+                return
+            self.filled += n
+
+    def _read(self, stream: Readable, into: memoryview, max_total: int) -> int:
+        """Read at most `into`'s length; one byte past `max_total` is enough to refuse."""
+        n = stream.readinto(into[: max(1, min(len(into), max_total - self.position + 1))]) or 0
+        if self.position + n > max_total:
+            raise TooLarge(f"recording exceeds {max_total} bytes")
+        self.position += n
+        return n
 
     def _wait(self) -> None:
         if self._pending is not None:
@@ -272,15 +293,21 @@ class _Appender:
         self.buf[at : at + len(mine)] = mine
         self.base = 0
 
-    def _hand_off(self) -> None:
-        self._wait()  # the other buffer's commit: its buffer is about to be refilled
+    def _spare(self) -> bytearray:
+        """The buffer not being filled, once its commit is done (it is about to be reused)."""
+        self._wait()
+        if len(self.buffers) == 1:
+            self.buffers.append(bytearray(self.size))
+        return self.buffers[1] if self.buf is self.buffers[0] else self.buffers[0]
+
+    def _hand_off(self, spare: bytearray, ahead: int) -> None:
+        """Commit the full buffer in the background; go on in `spare`, which holds the
+        next chunk's first `ahead` bytes already."""
         self._load_parts()
         parts, self.parts = self.parts, []
         self._pending = self._committer.submit(self._commit_full, self.buf, self.index, parts)
-        if len(self.buffers) == 1:
-            self.buffers.append(bytearray(self.size))
-        self.buf = self.buffers[1] if self.buf is self.buffers[0] else self.buffers[0]
-        self.index, self.filled, self.new_from, self.base = self.index + 1, 0, 0, 0
+        self.buf = spare
+        self.index, self.filled, self.new_from, self.base = self.index + 1, ahead, 0, 0
 
     def _swap(self, tail: dict[str, Any], cache: dict[str, Any]) -> bool:
         doc = self.rt.meta.swap_tail(self.session_id, self.seq, tail, cache)
@@ -295,7 +322,8 @@ class _Appender:
     def _commit_full(self, buf: bytearray, index: int, parts: list[dict[str, Any]]) -> None:
         try:
             key = layout.raw_key(self.session_id, index, self.token)
-            self.rt.blobs.put(key, bytes(buf))  # one transient copy; the store wants bytes
+            # The buffer itself: it is not refilled before this commit is done (_spare).
+            self.rt.blobs.put(key, memoryview(buf))
             seq = (self.seq or 0) + 1
             tail = {"chunk": index, "length": self.size, "parts": [], "raw": key, "seq": seq}
             cache = {"bytes_received": (index + 1) * self.size, "chunks_emitted": index + 1}
@@ -321,7 +349,7 @@ class _Appender:
         offset = self.index * self.size + self.new_from
         key = layout.part_key(self.session_id, self.index, offset, self.token)
         start = self.new_from - self.base
-        self.rt.blobs.put(key, bytes(self.buf[start : self.filled - self.base]))
+        self.rt.blobs.put(key, memoryview(self.buf)[start : self.filled - self.base])
         part = {"key": key, "length": self.filled - self.new_from}
         seq = (self.seq or 0) + 1
         tail = {

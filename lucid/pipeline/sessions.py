@@ -7,13 +7,13 @@ session through its states and cuts the final chunk on stop.
 from __future__ import annotations
 
 import uuid
-from typing import IO, Any
+from typing import Any
 
 from lucid.crypto.keys import new_session_key
 from lucid.crypto.tokens import DEFAULT_TENANT
 from lucid.errors import Conflict, OffsetMismatch
 from lucid.lifecycle.states import SessionState, Trigger
-from lucid.pipeline.ingest import OnChunk, append, committed_length, finish_stop
+from lucid.pipeline.ingest import OnChunk, Readable, append, committed_length, finish_stop
 from lucid.runtime import Runtime
 
 __all__ = [
@@ -116,7 +116,7 @@ def stop(
 def ingest_recording(
     rt: Runtime,
     session_id: str,
-    stream: IO[bytes],
+    stream: Readable,
     on_chunk: OnChunk,
     *,
     limit: int | None = None,

@@ -26,18 +26,21 @@ from lucid.errors import InvalidInput
 if TYPE_CHECKING:
     from lucid.storage.fs import FileBlobStore
 
-__all__ = ["MAX_KEY_LENGTH", "BlobStore", "FileBlobStore", "check_key", "check_prefix"]
+__all__ = ["MAX_KEY_LENGTH", "BlobData", "BlobStore", "FileBlobStore", "check_key", "check_prefix"]
 
 MAX_KEY_LENGTH = 512
 _SEGMENT = r"[A-Za-z0-9._-]+"
 _KEY = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT})*$")
 _PREFIX = re.compile(r"^[A-Za-z0-9._/-]*$")
 
+# What `put` takes: bytes, or a buffer it writes as is (ingest hands its chunk buffer).
+BlobData = bytes | bytearray | memoryview
+
 
 class BlobStore(Protocol):
     """Write-once blobs by key; `put` returns True only for the call that created the blob."""
 
-    def put(self, key: str, data: bytes, *, durable: bool = True) -> bool: ...
+    def put(self, key: str, data: BlobData, *, durable: bool = True) -> bool: ...
     def get(self, key: str) -> bytes: ...
     def read_range(self, key: str, start: int, length: int) -> bytes: ...
     def open(self, key: str) -> BinaryIO: ...

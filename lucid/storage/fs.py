@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from lucid.errors import InsufficientStorage, InvalidInput
-from lucid.storage.blobs import check_key, check_prefix, check_range
+from lucid.storage.blobs import BlobData, check_key, check_prefix, check_range
 
 __all__ = ["FileBlobStore"]
 
@@ -86,7 +86,7 @@ class FileBlobStore:
             _fsync_dir(final.parent)
         return True
 
-    def put(self, key: str, data: bytes, *, durable: bool = True) -> bool:
+    def put(self, key: str, data: BlobData, *, durable: bool = True) -> bool:
         """Store `data` under `key` unless a blob is already there (then return False).
 
         `durable=False` skips the fsyncs, for intermediates that can be recomputed.
@@ -101,7 +101,7 @@ class FileBlobStore:
             finally:
                 tmp.unlink(missing_ok=True)
 
-    def _write_temp(self, directory: Path, data: bytes, *, durable: bool = True) -> Path:
+    def _write_temp(self, directory: Path, data: BlobData, *, durable: bool = True) -> Path:
         for attempt in range(3):
             self._make_dirs(directory)
             try:

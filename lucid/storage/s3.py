@@ -34,7 +34,7 @@ from lucid.errors import (
     InsufficientStorage,
     TooLarge,
 )
-from lucid.storage.blobs import check_key, check_prefix, check_range, is_key
+from lucid.storage.blobs import BlobData, check_key, check_prefix, check_range, is_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -175,7 +175,7 @@ class S3BlobStore:
     def __repr__(self) -> str:
         return f"S3BlobStore(bucket={self.bucket!r})"
 
-    def put(self, key: str, data: bytes, *, durable: bool = True) -> bool:
+    def put(self, key: str, data: BlobData, *, durable: bool = True) -> bool:
         """Store `data` under `key` unless an object is already there (then return False)."""
         check_key(key)
         for _ in range(5):
@@ -195,7 +195,7 @@ class S3BlobStore:
                     raise
         raise DependencyUnavailable(DEPENDENCY, f"conditional writes of {key!r} kept conflicting")
 
-    def _put_multipart(self, key: str, data: bytes) -> None:
+    def _put_multipart(self, key: str, data: BlobData) -> None:
         view = memoryview(data)
         upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
         try:

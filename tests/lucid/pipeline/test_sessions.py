@@ -27,7 +27,7 @@ def _active(rt: Runtime) -> str:
 
 
 def _append(
-    rt: Runtime, sid: str, data: bytes, cuts: Cuts, offset: int | None = None, **kw: int
+    rt: Runtime, sid: str, data: bytes, cuts: Cuts, offset: int | None = None, **kw: Any
 ) -> dict[str, Any]:
     """Append at `offset`, by default where the client knows it is (the committed length)."""
     at = sessions.committed_length(rt, sid) if offset is None else offset
@@ -246,14 +246,18 @@ def test_stop_of_a_created_session_is_a_conflict(rt: Runtime) -> None:
     assert rt.meta.list_chunks(sid) == []
 
 
-def test_exceeding_the_limit_raises_too_large_and_cuts_nothing(rt: Runtime) -> None:
+def test_exceeding_the_limit_raises_too_large_and_keeps_only_whole_chunks_before_it(
+    rt: Runtime,
+) -> None:
+    """Bytes are read straight into the chunk buffers: a chunk that filled before the limit
+    was crossed (and had more bytes after it) is committed; nothing past it is kept."""
     sid = _active(rt)
     cuts: Cuts = []
-    with pytest.raises(TooLarge):
+    with pytest.raises(TooLarge, match=f"{CHUNK} bytes are kept"):
         _append(rt, sid, compressible(3 * CHUNK), cuts, limit=2 * CHUNK)
-    assert cuts == []
-    assert rt.meta.get_session(sid)["bytes_received"] == 0
-    assert rt.meta.list_chunks(sid) == []
+    assert cuts == [(0, False)]
+    assert sessions.committed_length(rt, sid) == CHUNK
+    assert [c["index"] for c in rt.meta.list_chunks(sid)] == [0]
 
 
 def test_exceeding_the_limit_keeps_what_was_committed_before(rt: Runtime) -> None:
@@ -265,8 +269,10 @@ def test_exceeding_the_limit_keeps_what_was_committed_before(rt: Runtime) -> Non
         _append(rt, sid, compressible(CHUNK + 1), cuts, limit=2 * CHUNK)
     assert rt.meta.get_session(sid)["bytes_received"] == CHUNK
     doc = sessions.stop(rt, sid)
-    assert (doc["chunk_count"], doc["bytes_received"]) == (1, CHUNK)
-    assert _raw_chunks(rt, sid) == [data]
+    # More bytes followed the full tail, so it was cut as chunk 0 before the limit was
+    # crossed; the refused request left nothing after it: the final chunk is empty.
+    assert (doc["chunk_count"], doc["bytes_received"]) == (2, CHUNK)
+    assert _raw_chunks(rt, sid) == [data, b""]
 
 
 def test_a_recording_at_exactly_the_limit_is_accepted(rt: Runtime) -> None:
@@ -342,11 +348,18 @@ class _Interleaved(io.BytesIO):
         super().__init__(data)
         self.meanwhile = meanwhile
 
-    def read(self, size: int | None = -1) -> bytes:
+    def _first(self) -> None:
         if self.meanwhile is not None:
             run, self.meanwhile = self.meanwhile, None
             run()
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._first()
         return super().read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        self._first()
+        return super().readinto(buffer)
 
 
 def test_append_at_a_wrong_offset_is_409_with_the_true_offset_and_appends_nothing(
@@ -494,10 +507,12 @@ def test_a_stream_that_fails_midway_keeps_what_arrived(rt: Runtime) -> None:
     data = compressible(3 * CHUNK, seed=37)
 
     class Dropped(io.BytesIO):
-        def read(self, size: int | None = -1) -> bytes:
+        """A socket: at most 4 KiB per read, then reset after CHUNK + 10 bytes."""
+
+        def readinto(self, buffer: Any) -> int:
             if self.tell() >= CHUNK + 10:
                 raise ConnectionResetError("client went away")
-            return super().read(min(size or 0, 4096) if size and size > 0 else 4096)
+            return super().readinto(memoryview(buffer)[:4096])
 
     with pytest.raises(ConnectionResetError):
         sessions.append(rt, sid, Dropped(data), lambda s, i, f: None, offset=0)
