@@ -1,4 +1,4 @@
-"""The canvases: a chain per chunk, and per session a chord over the chains → merkle → anchor."""
+"""The canvases: a chain per chunk; per session a chord over the unhashed ones → merkle → anchor."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from celery.canvas import Signature
 from lucid.lifecycle.states import ChunkStage
 from lucid.runtime import Runtime
 from tasks.app import app
-from tasks.pipeline import anchor, barrier, compress, encrypt, hash_, leaf, merkle, publish_seal
+from tasks.pipeline import anchor, barrier, compress, encrypt, hash_, merkle, publish_seal
 
 __all__ = ["chunk_chain", "enqueue_chunk", "enqueue_seal", "seal_canvas"]
 
@@ -30,7 +30,7 @@ def enqueue_seal(session_id: str) -> None:
     A barrier task passes through compress → encrypt → hash first. The queues are FIFO,
     so it leaves each one only after the chunks queued ahead of it were taken (it can pass
     at most the few a stage is still working on): the chord then finds those chunks hashed
-    and waits on a cheap leaf task instead of sending their whole chain a second time.
+    and leaves them out instead of sending their whole chain a second time.
     """
     chain(
         *(
@@ -43,8 +43,14 @@ def enqueue_seal(session_id: str) -> None:
 
 
 def seal_canvas(rt: Runtime, session_id: str) -> Signature:
-    """chord([chain per chunk not yet hashed | leaf per hashed chunk]) → merkle → anchor;
-    merkle → anchor alone when every chunk is hashed already."""
+    """chord([chain per chunk not yet hashed]) → merkle → anchor; merkle → anchor alone
+    when every chunk is hashed already.
+
+    The seal reads every leaf from the chunk records, so a chunk already hashed needs no
+    task in the chord: a `leaf` task per hashed chunk only added a task, a result and a
+    chord-counter update each (5,000 of them for a 5,000-chunk session with one chunk
+    still in flight).
+    """
     session = rt.meta.get_session(session_id)
     count = int(session["chunk_count"])
     done = {
@@ -52,13 +58,8 @@ def seal_canvas(rt: Runtime, session_id: str) -> Signature:
         for c in rt.meta.list_chunks(session_id)
         if int(c.get("stage", -1)) >= ChunkStage.HASHED
     }
-    if done >= set(range(count)):
-        # Every leaf is recorded (a live session, or the barrier let the chunks through):
-        # the seal reads them from the chunk records; a chord of `count` leaf tasks would
-        # only add a task, a result and a chord-counter update per chunk to the seal.
+    pending = [i for i in range(count) if i not in done]
+    if not pending:
         return chain(merkle.si([], session_id), anchor.si(session_id))
-    header = [
-        leaf.si(session_id, i) if i in done else chunk_chain(session_id, i, i == count - 1)
-        for i in range(count)
-    ]
+    header = [chunk_chain(session_id, i, i == count - 1) for i in pending]
     return chord(header, chain(merkle.s(session_id), anchor.si(session_id)))
