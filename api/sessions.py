@@ -273,14 +273,15 @@ def data(session_id: str) -> Response:
     At the offset the client states (`Upload-Offset` or `?offset=`, required); full chunks
     start through the pipeline at once → 202 with the new `Upload-Offset`. A wrong offset
     → 409 with the committed one, nothing appended."""
-    owned_session(session_id)
+    session = owned_session(session_id)
     _raw_body()
     offset = _stated_offset()
     stream = body_stream()
     try:
         doc = sessions.append(
-            runtime(), session_id, stream, enqueue_chunk, offset=offset, limit=_limit()
-        )
+            runtime(), session_id, stream, enqueue_chunk, offset=offset, limit=_limit(),
+            doc=session,
+        )  # fmt: skip
     finally:
         stream.close()
     # Not the full status: its stage counts and offset cost four more metadata reads on

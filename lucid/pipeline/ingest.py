@@ -115,10 +115,39 @@ def committed_length(rt: Runtime, session_id: str) -> int:
     return derive(doc, rt.meta.last_chunk(session_id)).committed
 
 
+def _from_tail(doc: dict[str, Any]) -> IngestState | None:
+    """The ingest state from the session document alone, when its tail says it all.
+
+    An ACTIVE session whose tail holds parts (no `raw`) is filling chunk `tail.chunk`, and
+    records 0..tail.chunk-1 exist: a tail only moves to a chunk's parts once the chunk
+    before it is recorded, and no record of the chunk being filled exists before a swap
+    names its raw blob (or a stop cuts it, and that needs STOPPING). A session that was
+    ever STOPPING may hold a final record its stop did not finish (then ERROR, recover):
+    that one is derived from its records. This saves a query on every live append.
+    """
+    tail = doc.get("tail")
+    if (
+        doc["state"] != SessionState.ACTIVE
+        or doc.get("chunk_count") is not None
+        or tail is None
+        or tail.get("raw")
+        or any(step.get("to_state") == SessionState.STOPPING for step in doc.get("history", []))
+    ):
+        return None
+    parts = list(tail["parts"])
+    return IngestState(
+        int(doc["chunk_size"]), int(tail["chunk"]), False, int(tail["seq"]),
+        int(tail["length"]), parts=parts,
+    )  # fmt: skip
+
+
 def settle(rt: Runtime, doc: dict[str, Any], on_chunk: OnChunk) -> IngestState:
     """Derive the state, first recording a full chunk whose swap committed it (a request
     that died between its swap and its insert); the insert that wins hands it on."""
     session_id = doc["session_id"]
+    fast = _from_tail(doc)
+    if fast is not None:
+        return fast
     state = derive(doc, rt.meta.last_chunk(session_id))
     if state.pending_raw is None:
         return state
@@ -155,6 +184,7 @@ def append(
     *,
     offset: int | None,
     limit: int | None = None,
+    doc: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Append `stream` to an ACTIVE session at `offset`, which must equal the committed
     length (OffsetMismatch otherwise, nothing appended); `on_chunk(session_id, i, final)`
@@ -162,9 +192,10 @@ def append(
     `offset`: the committed length (known here, so the caller need not read it back).
 
     A stream that fails midway keeps what was read before (committed as a tail); a stream
-    over `limit` keeps only the full chunks committed before the limit was hit.
+    over `limit` keeps only the full chunks committed before the limit was hit. `doc`: the
+    session document if the caller just read it (a stale one only makes the commit fail).
     """
-    doc = rt.meta.get_session(session_id)
+    doc = doc if doc is not None else rt.meta.get_session(session_id)
     if doc["state"] != SessionState.ACTIVE:
         raise Conflict(
             f"cannot append data: session {session_id} is {doc['state']}, "

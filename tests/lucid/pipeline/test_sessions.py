@@ -552,6 +552,45 @@ def test_stop_retried_after_a_crash_between_the_final_insert_and_the_chunk_count
     assert _seal_and_restore(rt, sid) == data
 
 
+def test_a_session_recovered_after_a_stop_that_crashed_past_its_final_cut_takes_no_bytes(
+    rt: Runtime,
+) -> None:
+    # Appends derive the state from the tail alone when they can: not here, where the tail
+    # still lists parts that are now inside the final chunk's record.
+    sid = _active(rt)
+    data = compressible(CHUNK + 70, seed=39)
+    _append(rt, sid, data, [])
+
+    def crash_on_final(session_id: str, index: int, final: bool) -> None:
+        raise ConnectionError("broker down while handing on the final chunk")
+
+    with pytest.raises(ConnectionError):
+        sessions.stop(rt, sid, crash_on_final)
+    assert rt.meta.get_session(sid)["tail"]["parts"]  # the stop died before clearing it
+    rt.meta.apply_trigger(sid, Trigger.ERROR, reason="operator")
+    sessions.recover(rt, sid)
+    assert rt.meta.get_session(sid)["state"] == "ACTIVE"
+    with pytest.raises(Conflict, match="already has its final chunk"):
+        _append(rt, sid, b"late", [], offset=len(data))
+    assert sessions.committed_length(rt, sid) == len(data)
+
+
+def test_live_appends_commit_on_the_tail_alone(rt: Runtime) -> None:
+    # Small pieces, as a live recorder sends them: each append after the first one reads
+    # no chunk record (the tail says which chunk is being filled), and the bytes add up.
+    sid = _active(rt)
+    data = compressible(3 * CHUNK + 11, seed=41)
+    piece = CHUNK // 3 + 1
+    cuts: Cuts = []
+    at = 0
+    while at < len(data):
+        doc = rt.meta.get_session(sid)
+        _append(rt, sid, data[at : at + piece], cuts, offset=at, doc=doc)
+        at = min(at + piece, len(data))
+    assert cuts == [(0, False), (1, False), (2, False)]
+    assert _seal_and_restore(rt, sid) == data
+
+
 def test_finish_stop_completes_a_session_left_in_stopping_before_the_final_cut(
     rt: Runtime,
 ) -> None:
