@@ -14,6 +14,7 @@ from typing import Any
 
 import pymongo
 from pymongo import ReturnDocument
+from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from lucid.errors import Conflict, InvalidInput, NotFound
@@ -91,6 +92,48 @@ class MetadataStore(ListingQueries, ReconcileQueries, LedgerRows):
         self.ledger.create_index("session_id", unique=True)
         self.ledger_checkpoints.create_index("size", unique=True)
 
+    def _update_session(
+        self, query: Doc, update: Doc, sessions: Collection[Doc] | None = None
+    ) -> Doc | None:
+        """The session `query` finds, updated (without Mongo's _id); None if none matched."""
+        return (self.sessions if sessions is None else sessions).find_one_and_update(
+            query, update, projection=NO_ID, return_document=ReturnDocument.AFTER
+        )
+
+    def _update_or_conflict(
+        self,
+        session_id: str,
+        query: Doc,
+        update: Doc,
+        conflict: str,
+        sessions: Collection[Doc] | None = None,
+    ) -> Doc:
+        """`_update_session`, or Conflict `session ID is STATE{conflict}` when the session
+        exists but `query` did not match it (NotFound when it is gone)."""
+        doc = self._update_session(query, update, sessions)
+        if doc is None:
+            actual = self.get_session(session_id)["state"]  # raises NotFound if it is gone
+            raise Conflict(f"session {session_id} is {actual}{conflict}")
+        return doc
+
+    def _step_session(
+        self, session_id: str, seen: Doc, step: Transition, fields: Doc, **guard: Any
+    ) -> Doc | None:
+        """Apply `step` if the session is still in its from-state with the history `seen`
+        had (compare-and-set; `guard` adds conditions); None if it moved meanwhile."""
+        return self._update_session(
+            {
+                "session_id": session_id,
+                "state": str(step.from_state),
+                "history": {"$size": len(seen["history"])},
+                **guard,
+            },
+            {
+                "$set": {**fields, "state": str(step.to_state), "updated_at": utc_now()},
+                "$push": {"history": step.to_dict()},
+            },
+        )
+
     def create_session(self, session_id: str, fields: dict[str, Any]) -> Doc:
         """Insert a new session in CREATED; Conflict if the id is taken."""
         now = utc_now()
@@ -131,19 +174,7 @@ class MetadataStore(ListingQueries, ReconcileQueries, LedgerRows):
         if expect_state is not None and current != expect_state:
             raise Conflict(f"session {session_id} is {current}, expected {expect_state}")
         step = Transition.now(current, trigger, reason, by)
-        doc = self.sessions.find_one_and_update(
-            {
-                "session_id": session_id,
-                "state": str(current),
-                "history": {"$size": len(seen["history"])},
-            },
-            {
-                "$set": {**fields, "state": str(step.to_state), "updated_at": utc_now()},
-                "$push": {"history": step.to_dict()},
-            },
-            projection=NO_ID,
-            return_document=ReturnDocument.AFTER,
-        )
+        doc = self._step_session(session_id, seen, step, fields)
         if doc is None:
             raise Conflict(
                 f"session {session_id} changed concurrently while applying {trigger} "
@@ -166,17 +197,13 @@ class MetadataStore(ListingQueries, ReconcileQueries, LedgerRows):
         query: Doc = {"session_id": check_id(session_id)}
         if expect_state is not None:
             query["state"] = str(SessionState(expect_state))
-        sessions = self.sessions if journal else self._sessions_progress
-        doc = sessions.find_one_and_update(
+        return self._update_or_conflict(
+            session_id,
             query,
             {"$set": {**check_fields(set_fields, SESSION_OWNED), "updated_at": utc_now()}},
-            projection=NO_ID,
-            return_document=ReturnDocument.AFTER,
+            f", expected {expect_state}",
+            self.sessions if journal else self._sessions_progress,
         )
-        if doc is None:
-            actual = self.get_session(session_id)["state"]  # raises NotFound if it is gone
-            raise Conflict(f"session {session_id} is {actual}, expected {expect_state}")
-        return doc
 
     def delete_session(self, session_id: str) -> None:
         """Remove the session with its chunk and anchor documents; missing is fine."""
@@ -205,20 +232,7 @@ class MetadataStore(ListingQueries, ReconcileQueries, LedgerRows):
         if current is SessionState.CLEANUP:
             return seen
         step = Transition.now(current, Trigger.CLEANUP, reason, by)
-        doc = self.sessions.find_one_and_update(
-            {
-                "session_id": session_id,
-                "state": str(current),
-                "history": {"$size": len(seen["history"])},
-                "legal_hold": {"$ne": True},
-            },
-            {
-                "$set": {**fields, "state": str(step.to_state), "updated_at": utc_now()},
-                "$push": {"history": step.to_dict()},
-            },
-            projection=NO_ID,
-            return_document=ReturnDocument.AFTER,
-        )
+        doc = self._step_session(session_id, seen, step, fields, legal_hold={"$ne": True})
         if doc is None:
             doc = self.get_session(session_id)
             if doc.get("legal_hold"):
@@ -242,16 +256,12 @@ class MetadataStore(ListingQueries, ReconcileQueries, LedgerRows):
     def set_legal_hold(self, session_id: str, hold: bool, *, by: str) -> Doc:
         """Set or clear the legal hold; Conflict once the session is being destroyed."""
         ending = [str(SessionState.CLEANUP), str(SessionState.DESTROYED)]
-        doc = self.sessions.find_one_and_update(
+        return self._update_or_conflict(
+            session_id,
             {"session_id": check_id(session_id), "state": {"$nin": ending}},
             {"$set": {"legal_hold": bool(hold), "legal_hold_by": by, "legal_hold_at": utc_now()}},
-            projection=NO_ID,
-            return_document=ReturnDocument.AFTER,
+            ": too late for a legal hold",
         )
-        if doc is None:
-            actual = self.get_session(session_id)["state"]  # raises NotFound if it is gone
-            raise Conflict(f"session {session_id} is {actual}: too late for a legal hold")
-        return doc
 
     def record_chunk(
         self,
@@ -334,11 +344,8 @@ class MetadataStore(ListingQueries, ReconcileQueries, LedgerRows):
         else:
             query["tail.seq"] = seen_seq
         fields = check_fields(set_fields, SESSION_OWNED)
-        return self.sessions.find_one_and_update(
-            query,
-            {"$set": {**fields, "tail": tail, "updated_at": utc_now()}},
-            projection=NO_ID,
-            return_document=ReturnDocument.AFTER,
+        return self._update_session(
+            query, {"$set": {**fields, "tail": tail, "updated_at": utc_now()}}
         )
 
     def get_chunk(self, session_id: str, index: int) -> Doc:
@@ -373,25 +380,19 @@ class MetadataStore(ListingQueries, ReconcileQueries, LedgerRows):
     def replace_metadata(self, session_id: str, metadata: dict[str, Any]) -> Doc:
         """Replace the client's metadata; Conflict once the session is being destroyed."""
         ending = [str(SessionState.CLEANUP), str(SessionState.DESTROYED)]
-        doc = self.sessions.find_one_and_update(
+        return self._update_or_conflict(
+            session_id,
             {"session_id": check_id(session_id), "state": {"$nin": ending}},
             {"$set": {"metadata": dict(metadata), "updated_at": utc_now()}},
-            projection=NO_ID,
-            return_document=ReturnDocument.AFTER,
+            ": its metadata cannot change",
         )
-        if doc is None:
-            actual = self.get_session(session_id)["state"]  # raises NotFound if it is gone
-            raise Conflict(f"session {session_id} is {actual}: its metadata cannot change")
-        return doc
 
     def set_pipeline_paused(self, session_id: str, paused: bool, *, by: str) -> Doc:
         """Set or clear the session's pipeline pause (see `lucid.pipeline.hold`)."""
-        doc = self.sessions.find_one_and_update(
+        doc = self._update_session(
             {"session_id": check_id(session_id)},
             {"$set": {"pipeline_paused": bool(paused), "pipeline_paused_by": by,
                       "pipeline_paused_at": utc_now()}},
-            projection=NO_ID,
-            return_document=ReturnDocument.AFTER,
         )  # fmt: skip
         if doc is None:
             raise NotFound(f"session {session_id} does not exist")
