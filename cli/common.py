@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -23,6 +25,25 @@ TOKEN_OPTION = click.option(
     help="Bearer token. Default: $LUCID_TOKEN, else the admin token `lucid up` keeps in "
     "$LUCID_DATA_DIR/admin.token (default lucid-data/).",
 )  # fmt: skip
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def api_options(f: _F) -> _F:
+    """`--api` and `--token`: every command that talks to the API takes both."""
+    return API_OPTION(TOKEN_OPTION(f))
+
+
+# A file that must exist: a key, a kept checkpoint, a recording.
+EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def checkpoint_option(help: str) -> Callable[[_F], _F]:
+    """`--checkpoint FILE`: a ledger checkpoint kept earlier (`lucid checkpoint`)."""
+    return click.option(
+        "--checkpoint", "checkpoint_file", type=EXISTING_FILE, default=None, help=help
+    )
+
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 

@@ -10,7 +10,7 @@ import json
 
 import click
 
-from cli.common import API_OPTION, JSON_OPTION, TOKEN_OPTION, api_client, show
+from cli.common import JSON_OPTION, api_client, api_options, show
 
 
 @click.command("list")
@@ -19,8 +19,7 @@ from cli.common import API_OPTION, JSON_OPTION, TOKEN_OPTION, api_client, show
 @click.option("--sort", type=click.Choice(["created_at", "-created_at", "updated_at",
               "-updated_at"]), default="-created_at", show_default=True)  # fmt: skip
 @JSON_OPTION
-@API_OPTION
-@TOKEN_OPTION
+@api_options
 def list_(
     states: tuple[str, ...], limit: int, sort: str, as_json: bool, api_url: str, token: str | None
 ) -> None:
@@ -44,8 +43,7 @@ def _control(action: str, helptext: str) -> click.Command:
     @click.command(action, help=helptext)
     @click.argument("session_id")
     @JSON_OPTION
-    @API_OPTION
-    @TOKEN_OPTION
+    @api_options
     def command(session_id: str, as_json: bool, api_url: str, token: str | None) -> None:
         client = api_client(api_url, token)
         doc = (
@@ -60,8 +58,7 @@ def _control(action: str, helptext: str) -> click.Command:
 @click.command()
 @click.argument("session_id", required=False)
 @JSON_OPTION
-@API_OPTION
-@TOKEN_OPTION
+@api_options
 def stats(session_id: str | None, as_json: bool, api_url: str, token: str | None) -> None:
     """A session's statistics, or the deployment's without SESSION_ID."""
     show(api_client(api_url, token).statistics(session_id), as_json)

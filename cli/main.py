@@ -15,7 +15,15 @@ from tqdm import tqdm
 
 from cli import lifecycle_cmds
 from cli.client import ApiError, Client
-from cli.common import API_OPTION, TOKEN_OPTION, api_client, fail, say, show
+from cli.common import (
+    EXISTING_FILE,
+    api_client,
+    api_options,
+    checkpoint_option,
+    fail,
+    say,
+    show,
+)
 from cli.token_cmds import token
 from lucid.errors import LedgerError, LucidError
 from lucid.settings import STAGES
@@ -243,15 +251,14 @@ def _summary(status: dict[str, Any]) -> dict[str, Any]:
 
 
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=EXISTING_FILE)
 @click.option("--wait", is_flag=True, help="Wait until the root is anchored.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option(
     "--resume", "resume_id", metavar="SESSION_ID",
     help="Continue an upload an earlier run began, from the offset the server committed.",
 )  # fmt: skip
-@API_OPTION
-@TOKEN_OPTION
+@api_options
 def submit(
     file: Path, wait: bool, as_json: bool, resume_id: str | None, api_url: str, token: str | None
 ) -> None:
@@ -291,8 +298,7 @@ def submit(
 @cli.command()
 @click.argument("session_id")
 @click.option("--json", "as_json", is_flag=True)
-@API_OPTION
-@TOKEN_OPTION
+@api_options
 def status(session_id: str, as_json: bool, api_url: str, token: str | None) -> None:
     """Show a session's state, chunk counts per stage, Merkle root and anchor."""
     try:
@@ -307,27 +313,22 @@ def status(session_id: str, as_json: bool, api_url: str, token: str | None) -> N
 @click.option(
     "--key",
     "key_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     default=None,
     help="recipient.key: verify and decrypt here, on this machine (the server only hands "
     "over ciphertext, the wrapped key and the signed ledger entry).",
 )
 @click.option(
     "--ledger-pub",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     default=None,
     help="With --key: the ledger public key (PEM) to trust. Default: the key of "
     "--checkpoint, else ledger.pub in $LUCID_KEY_DIR or DATA_DIR/keys.",
 )
-@click.option(
-    "--checkpoint",
-    "checkpoint_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="With --key: a checkpoint kept earlier (`lucid checkpoint`); its key is trusted.",
+@checkpoint_option(
+    "With --key: a checkpoint kept earlier (`lucid checkpoint`); its key is trusted."
 )
-@API_OPTION
-@TOKEN_OPTION
+@api_options
 def get(
     session_id: str,
     output: Path,
@@ -435,16 +436,11 @@ def _get_offline(
 @cli.command()
 @click.argument("session_id")
 @click.option("--json", "as_json", is_flag=True)
-@click.option(
-    "--checkpoint",
-    "checkpoint_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="A ledger checkpoint kept earlier (`lucid checkpoint`): also prove that the "
-    "ledger extends it, so a rewritten history is caught.",
+@checkpoint_option(
+    "A ledger checkpoint kept earlier (`lucid checkpoint`): also prove that the "
+    "ledger extends it, so a rewritten history is caught."
 )
-@API_OPTION
-@TOKEN_OPTION
+@api_options
 def verify(
     session_id: str, as_json: bool, checkpoint_file: Path | None, api_url: str, token: str | None
 ) -> None:
@@ -498,8 +494,7 @@ def _check_extends(client: Client, checkpoint_file: Path, report: dict[str, Any]
 
 
 @cli.command()
-@API_OPTION
-@TOKEN_OPTION
+@api_options
 def checkpoint(api_url: str, token: str | None) -> None:
     """Print the ledger's signed head as JSON; keep it (`lucid checkpoint > head.json`) to
     prove later with `lucid verify ID --checkpoint head.json` that history was not rewritten."""
