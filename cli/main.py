@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -14,39 +13,20 @@ import click
 import httpx
 from tqdm import tqdm
 
-from cli.auth import default_token
-from cli.client import ApiError, Client, default_api_url
+from cli import lifecycle_cmds
+from cli.client import ApiError, Client
+from cli.common import (
+    EXISTING_FILE,
+    api_client,
+    api_options,
+    checkpoint_option,
+    fail,
+    say,
+    show,
+)
+from cli.token_cmds import token
 from lucid.errors import LedgerError, LucidError
 from lucid.settings import STAGES
-
-API_OPTION = click.option(
-    "--api", "api_url", default=default_api_url, show_default="$LUCID_API_URL or http://127.0.0.1:8087",
-    help="Base URL of the session API.",
-)  # fmt: skip
-
-
-TOKEN_OPTION = click.option(
-    "--token", "token", default=None, metavar="JWT",
-    help="Bearer token. Default: $LUCID_TOKEN, else the admin token `lucid up` keeps in "
-    "$LUCID_DATA_DIR/admin.token (default lucid-data/).",
-)  # fmt: skip
-
-
-def _client(api_url: str, token: str | None, **options: Any) -> Client:
-    """A client for `api_url` sending `--token`, $LUCID_TOKEN or the stack's admin token."""
-    return Client(api_url, token=default_token(token), **options)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _say(message: str) -> None:
-    """A line on stderr that never fails: after SIGHUP the terminal may be gone."""
-    with contextlib.suppress(OSError):
-        click.echo(message, err=True)
-
 
 # What an operator can cause or meet: the stack down, a bad id, a bad setting, a taken
 # port, an unwritable path. Anything else is a bug and keeps its traceback.
@@ -75,7 +55,7 @@ class LucidGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EXPECTED as exc:
-            _fail(describe(exc))
+            fail(describe(exc))
 
 
 @click.group(cls=LucidGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -126,7 +106,7 @@ def up(data_dir: Path, port: int, flower_port: int, blobs: str | None) -> None:
     stack.check()
     with stop_on_signals() as disarm:
         try:
-            _say(f"starting the Lucid stack in {data_dir.resolve()} ...")
+            say(f"starting the Lucid stack in {data_dir.resolve()} ...")
             stack.start()
             for name, url in stack.urls.items():
                 click.echo(f"  {name:8s} {url}")
@@ -135,17 +115,17 @@ def up(data_dir: Path, port: int, flower_port: int, blobs: str | None) -> None:
             if stack.admin_token_path:
                 click.echo(f"  token    admin bearer token in {stack.admin_token_path}")
             click.echo(f"  logs     {data_dir.resolve() / 'logs'}")
-            _say("ready — Ctrl-C to stop")
-            supervisor = Supervisor(stack.procs, _say, essential=ESSENTIAL)
+            say("ready — Ctrl-C to stop")
+            supervisor = Supervisor(stack.procs, say, essential=ESSENTIAL)
             while supervisor.poll() is None:
                 time.sleep(0.5)
         except StopRequested as stop:
-            _say(f"{stop} received")
+            say(f"{stop} received")
             code = 0
         finally:
             disarm()
             if stack.procs:
-                _say("stopping ...")
+                say("stopping ...")
             stack.stop()
     sys.exit(code)
 
@@ -180,7 +160,7 @@ def workers(stages: tuple[str, ...], stage_list: str) -> None:
     listed = [part.strip() for part in stage_list.split(",") if part.strip()]
     unknown = [name for name in listed if name not in STAGES]
     if unknown:
-        _fail(f"--stages: expected stages of {', '.join(STAGES)}, got {', '.join(unknown)}", 2)
+        fail(f"--stages: expected stages of {', '.join(STAGES)}, got {', '.join(unknown)}", 2)
     chosen = tuple(stage for stage in STAGES if stage in {*stages, *listed})
     settings = load_settings()
     missing = [
@@ -192,7 +172,7 @@ def workers(stages: tuple[str, ...], stage_list: str) -> None:
         if not value
     ]
     if missing:
-        _fail(
+        fail(
             f"expected {' and '.join(missing)} in the environment, got none; "
             "`lucid workers` joins an existing stack (`lucid up` runs a whole one)"
         )
@@ -203,7 +183,7 @@ def workers(stages: tuple[str, ...], stage_list: str) -> None:
         try:
             for group in worker_groups(settings, chosen or None):
                 name = f"worker-{group.stage}"
-                _say(
+                say(
                     f"{group.stage}: {group.concurrency} processes on queue {group.queue_name}, "
                     f"log {logs / name}.log"
                 )
@@ -217,11 +197,11 @@ def workers(stages: tuple[str, ...], stage_list: str) -> None:
                     "LUCID_KEY_DIR": str(key_dir),
                 }
                 procs.append(spawn(name, worker_argv(group), logs, env))
-            supervisor = Supervisor(procs, _say)
+            supervisor = Supervisor(procs, say)
             while supervisor.poll() is None and not supervisor.all_given_up():
                 time.sleep(0.5)
         except StopRequested as stop:
-            _say(f"{stop} received")
+            say(f"{stop} received")
             code = 0
         finally:
             disarm()
@@ -255,17 +235,7 @@ def keys_init(key_dir: Path | None, force: bool) -> None:
         for path in init_keys(target, overwrite=force):
             click.echo(str(path))
     except LucidError as exc:
-        _fail(str(exc))
-
-
-def _print(obj: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(obj, indent=2, sort_keys=False))
-        return
-    for key, value in obj.items():
-        if isinstance(value, dict | list):
-            value = json.dumps(value)
-        click.echo(f"{key:14s} {value}")
+        fail(str(exc))
 
 
 def _summary(status: dict[str, Any]) -> dict[str, Any]:
@@ -281,15 +251,14 @@ def _summary(status: dict[str, Any]) -> dict[str, Any]:
 
 
 @cli.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=EXISTING_FILE)
 @click.option("--wait", is_flag=True, help="Wait until the root is anchored.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option(
     "--resume", "resume_id", metavar="SESSION_ID",
     help="Continue an upload an earlier run began, from the offset the server committed.",
 )  # fmt: skip
-@API_OPTION
-@TOKEN_OPTION
+@api_options
 def submit(
     file: Path, wait: bool, as_json: bool, resume_id: str | None, api_url: str, token: str | None
 ) -> None:
@@ -298,7 +267,7 @@ def submit(
     The upload resumes by itself after a dropped connection or a 5xx (a bounded number of
     times); if it still fails, the message names the session to pass to --resume.
     """
-    client = _client(api_url, token)
+    client = api_client(api_url, token)
     try:
         if resume_id is None:
             sid = client.create({"filename": file.name})["session_id"]
@@ -318,10 +287,10 @@ def submit(
 
                 status = client.wait(sid, on_status=_progress)
     except (ApiError, OSError, TimeoutError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except Exception as exc:
-        _fail(f"{exc} (is the stack running? try `lucid up`)")
-    _print(_summary(status), as_json)
+        fail(f"{exc} (is the stack running? try `lucid up`)")
+    show(_summary(status), as_json)
     if status["state"] == "ERROR":
         sys.exit(1)
 
@@ -329,14 +298,13 @@ def submit(
 @cli.command()
 @click.argument("session_id")
 @click.option("--json", "as_json", is_flag=True)
-@API_OPTION
-@TOKEN_OPTION
+@api_options
 def status(session_id: str, as_json: bool, api_url: str, token: str | None) -> None:
     """Show a session's state, chunk counts per stage, Merkle root and anchor."""
     try:
-        _print(_client(api_url, token).status(session_id), as_json)
+        show(api_client(api_url, token).status(session_id), as_json)
     except ApiError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @cli.command()
@@ -345,27 +313,22 @@ def status(session_id: str, as_json: bool, api_url: str, token: str | None) -> N
 @click.option(
     "--key",
     "key_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     default=None,
     help="recipient.key: verify and decrypt here, on this machine (the server only hands "
     "over ciphertext, the wrapped key and the signed ledger entry).",
 )
 @click.option(
     "--ledger-pub",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     default=None,
     help="With --key: the ledger public key (PEM) to trust. Default: the key of "
     "--checkpoint, else ledger.pub in $LUCID_KEY_DIR or DATA_DIR/keys.",
 )
-@click.option(
-    "--checkpoint",
-    "checkpoint_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="With --key: a checkpoint kept earlier (`lucid checkpoint`); its key is trusted.",
+@checkpoint_option(
+    "With --key: a checkpoint kept earlier (`lucid checkpoint`); its key is trusted."
 )
-@API_OPTION
-@TOKEN_OPTION
+@api_options
 def get(
     session_id: str,
     output: Path,
@@ -379,8 +342,8 @@ def get(
     folder = output.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):
         state = "not writable" if folder.is_dir() else "no such directory"
-        _fail(f"expected a writable directory for {output}, got {folder}: {state}")
-    client = _client(api_url, token)
+        fail(f"expected a writable directory for {output}, got {folder}: {state}")
+    client = api_client(api_url, token)
     if key_file is not None:
         _get_offline(client, session_id, output, key_file, ledger_pub, checkpoint_file)
         return
@@ -390,7 +353,7 @@ def get(
             written = client.download(session_id, output, bar.update)
     except ApiError as exc:
         chunk = exc.body.get("chunk_index")
-        _fail(f"{exc}" + (f" (chunk {chunk})" if chunk is not None else ""))
+        fail(f"{exc}" + (f" (chunk {chunk})" if chunk is not None else ""))
     click.echo(f"{output}: {written} bytes, every chunk verified", err=True)
 
 
@@ -430,12 +393,12 @@ def _get_offline(
         ledger_key = _trusted_ledger_key(ledger_pub, checkpoint_file)
         recipient = serialization.load_pem_private_key(key_file.read_bytes(), None)
     except (LucidError, OSError, ValueError, TypeError) as exc:
-        _fail(f"cannot load the keys: {exc}")
+        fail(f"cannot load the keys: {exc}")
     if not isinstance(recipient, X25519PrivateKey):
-        _fail(f"{key_file}: expected an X25519 private key, got {type(recipient).__name__}")
+        fail(f"{key_file}: expected an X25519 private key, got {type(recipient).__name__}")
         return
     if not isinstance(ledger_key, Ed25519PublicKey):
-        _fail(f"ledger key: expected an Ed25519 public key, got {type(ledger_key).__name__}")
+        fail(f"ledger key: expected an Ed25519 public key, got {type(ledger_key).__name__}")
         return
     tmp = output.with_name(output.name + ".part")
     try:
@@ -458,10 +421,10 @@ def _get_offline(
             os.fsync(f.fileno())
     except ApiError as exc:
         tmp.unlink(missing_ok=True)
-        _fail(str(exc))
+        fail(str(exc))
     except LucidError as exc:  # names the chunk and the field that failed
         tmp.unlink(missing_ok=True)
-        _fail(str(exc))
+        fail(str(exc))
     tmp.replace(output)
     click.echo(
         f"{output}: {written} bytes, every chunk verified against the anchored root and "
@@ -473,32 +436,27 @@ def _get_offline(
 @cli.command()
 @click.argument("session_id")
 @click.option("--json", "as_json", is_flag=True)
-@click.option(
-    "--checkpoint",
-    "checkpoint_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="A ledger checkpoint kept earlier (`lucid checkpoint`): also prove that the "
-    "ledger extends it, so a rewritten history is caught.",
+@checkpoint_option(
+    "A ledger checkpoint kept earlier (`lucid checkpoint`): also prove that the "
+    "ledger extends it, so a rewritten history is caught."
 )
-@API_OPTION
-@TOKEN_OPTION
+@api_options
 def verify(
     session_id: str, as_json: bool, checkpoint_file: Path | None, api_url: str, token: str | None
 ) -> None:
     """Check every stored chunk against the root, the proofs and the anchor entry."""
-    client = _client(api_url, token)
+    client = api_client(api_url, token)
     try:
         code, report = client.verify(session_id)
     except ApiError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if checkpoint_file is not None:
         try:
             report["ledger"] = _check_extends(client, checkpoint_file, report)
         except (ApiError, LucidError, OSError, ValueError) as exc:
             report["ok"] = False
             report.setdefault("failures", []).append(f"ledger: {exc}")
-    _print(report, as_json)
+    show(report, as_json)
     if code != 200 or not report.get("ok"):
         for failure in report.get("failures", []):
             click.echo(f"FAILED: {failure}", err=True)
@@ -536,18 +494,17 @@ def _check_extends(client: Client, checkpoint_file: Path, report: dict[str, Any]
 
 
 @cli.command()
-@API_OPTION
-@TOKEN_OPTION
+@api_options
 def checkpoint(api_url: str, token: str | None) -> None:
     """Print the ledger's signed head as JSON; keep it (`lucid checkpoint > head.json`) to
     prove later with `lucid verify ID --checkpoint head.json` that history was not rewritten."""
     from lucid.integrity.checkpoint import Checkpoint
 
     try:
-        head = Checkpoint.from_dict(_client(api_url, token).checkpoint())
+        head = Checkpoint.from_dict(api_client(api_url, token).checkpoint())
         head.verify()
     except (ApiError, LucidError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(json.dumps(head.to_dict(), indent=2))
 
 
@@ -571,134 +528,12 @@ def demo(size_mb: int, data_dir: Path | None, port: int | None, keep: bool) -> N
     sys.exit(run_demo(size_mb, data_dir, port, keep=keep))
 
 
-def _login_name() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no $USER and no passwd entry (some containers)
-        return "unknown"
-
-
-@cli.group()
-def token() -> None:
-    """Issue API bearer tokens."""
-
-
-@token.command("create")
-@click.option("--tenant", required=True, help="Whose sessions the token may touch.")
-@click.option(
-    "--scope", required=True, help="Comma-separated scopes: record, read, download, admin."
-)
-@click.option("--ttl", default="24h", show_default=True, help="Lifetime: 90s, 15m, 24h, 30d.")
-@click.option("--subject", default=None, help="Who acts with it (default: cli:$USER).")
-@click.option(
-    "--key-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Default: $LUCID_KEY_DIR or DATA_DIR/keys.",
-)
-def token_create(
-    tenant: str, scope: str, ttl: str, subject: str | None, key_dir: Path | None
-) -> None:
-    """Print a token signed with the deployment's token key (export it as LUCID_TOKEN)."""
-    from lucid.crypto.keys import RECIPIENT_PUB, ensure_keys, load_token_signing_key
-    from lucid.crypto.tokens import issue_token, parse_ttl, verify_token
-    from lucid.settings import load_settings
-
-    try:
-        target = key_dir or load_settings().keys_path
-        if not (target / RECIPIENT_PUB).exists():
-            _fail(
-                f"no keys in {target}: start the stack (`lucid up`), run `lucid keys init`, "
-                "or point LUCID_KEY_DIR / --key-dir at the deployment's keys"
-            )
-        ensure_keys(target)  # adds the token pair to a key dir made before tokens existed
-        signing_key = load_token_signing_key(target)
-        signed = issue_token(
-            signing_key,
-            subject=subject or f"cli:{_login_name()}",
-            tenant=tenant,
-            scopes=scope,
-            ttl=parse_ttl(ttl),
-        )
-        issued = verify_token(signed, signing_key.public_key())
-    except LucidError as exc:
-        _fail(str(exc))
-    click.echo(signed)
-    click.echo(
-        f"token for {issued.subject}: tenant {issued.tenant}, scopes "
-        f"{' '.join(sorted(issued.scopes))}, expires {issued.expires_at.isoformat()}",
-        err=True,
-    )
-
-
-# The lifecycle: list, start/pause/resume/stop/delete ID, stats [ID].
-
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
-
-
-@cli.command("list")
-@click.option("--state", "states", multiple=True, help="Only sessions in this state (repeatable).")
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
-@click.option("--sort", type=click.Choice(["created_at", "-created_at", "updated_at",
-              "-updated_at"]), default="-created_at", show_default=True)  # fmt: skip
-@JSON_OPTION
-@API_OPTION
-@TOKEN_OPTION
-def list_(
-    states: tuple[str, ...], limit: int, sort: str, as_json: bool, api_url: str, token: str | None
-) -> None:
-    """List sessions, newest first: id, state, chunks, bytes, created."""
-    page = _client(api_url, token).list_sessions(
-        state=",".join(states) or None, limit=str(limit), sort=sort
-    )
-    if as_json:
-        click.echo(json.dumps(page, indent=2))
-        return
-    for s in page["sessions"]:
-        click.echo(
-            f"{s['session_id']}  {s['state']:9s} {s.get('chunk_count') or 0:>6} chunks "
-            f"{s.get('bytes_received') or 0:>14} B  {s.get('created_at')}"
-        )
-    more = "; more with --limit or the API's cursor" if page.get("next") else ""
-    click.echo(f"{len(page['sessions'])} of {page['total']} sessions{more}", err=True)
-
-
-def _control(action: str, helptext: str) -> None:
-    @cli.command(action, help=helptext)
-    @click.argument("session_id")
-    @JSON_OPTION
-    @API_OPTION
-    @TOKEN_OPTION
-    def command(session_id: str, as_json: bool, api_url: str, token: str | None) -> None:
-        client = _client(api_url, token)
-        doc = (
-            client.delete(session_id) if action == "delete" else client.control(session_id, action)
-        )
-        shown = {k: doc.get(k) for k in ("session_id", "state", "destroyed_at", "destroyed_by")}
-        _print(doc if as_json else {k: v for k, v in shown.items() if v is not None}, as_json)
-
-
-for _action, _help in (
-    ("start", "Start a CREATED session: it accepts data."),
-    ("pause", "Pause an ACTIVE session's recording (no data accepted until resumed)."),
-    ("resume", "Resume a PAUSED session's recording."),
-    ("stop", "Stop a session: cut its final chunk and seal it (root, then anchor)."),
-    ("delete", "Delete a session by crypto-shredding: its key and bytes go, a tombstone "
-               "with the anchored root stays. Refused while on legal hold."),
-):  # fmt: skip
-    _control(_action, _help)
-
-
-@cli.command()
-@click.argument("session_id", required=False)
-@JSON_OPTION
-@API_OPTION
-@TOKEN_OPTION
-def stats(session_id: str | None, as_json: bool, api_url: str, token: str | None) -> None:
-    """A session's statistics, or the deployment's without SESSION_ID."""
-    _print(_client(api_url, token).statistics(session_id), as_json)
+# Added here, not in the modules that define them: `python -m cli.main` runs this file
+# as __main__, and a module importing `cli.main` to register itself would attach its
+# commands to a second copy of the group, not to the one that runs.
+cli.add_command(token)
+for _command in lifecycle_cmds.COMMANDS:
+    cli.add_command(_command)
 
 
 def _add_bench() -> None:

@@ -178,21 +178,20 @@ def _read(key_dir: Path, name: str, *, secret: bool) -> bytes:
         raise KeyMaterialError(f"cannot read key file {path}: {exc.strerror}") from None
 
 
-def _load_private(key_dir: Path, name: str) -> Any:
+def _load_key(key_dir: Path, name: str, kind: type) -> Any:
+    """The key in `key_dir / name`, which must be a `kind`; a private kind's file must be
+    0600."""
+    path = key_dir / name
+    private = issubclass(kind, X25519PrivateKey | Ed25519PrivateKey)
     try:
-        return serialization.load_pem_private_key(_read(key_dir, name, secret=True), None)
+        data = _read(key_dir, name, secret=private)
+        if private:
+            key: Any = serialization.load_pem_private_key(data, None)
+        else:
+            key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError) as exc:
-        raise KeyMaterialError(f"{key_dir / name} is not a valid private key: {exc}") from None
-
-
-def _load_public(key_dir: Path, name: str) -> Any:
-    try:
-        return serialization.load_pem_public_key(_read(key_dir, name, secret=False))
-    except (ValueError, TypeError) as exc:
-        raise KeyMaterialError(f"{key_dir / name} is not a valid public key: {exc}") from None
-
-
-def _expect(key: Any, kind: type, path: Path) -> Any:
+        visibility = "private" if private else "public"
+        raise KeyMaterialError(f"{path} is not a valid {visibility} key: {exc}") from None
     if not isinstance(key, kind):
         raise KeyMaterialError(f"{path}: expected a {kind.__name__}, got {type(key).__name__}")
     return key
@@ -200,49 +199,37 @@ def _expect(key: Any, kind: type, path: Path) -> Any:
 
 def load_recipient_public(key_dir: Path) -> X25519PublicKey:
     """The X25519 public key that session keys are wrapped to."""
-    key: X25519PublicKey = _expect(
-        _load_public(key_dir, RECIPIENT_PUB), X25519PublicKey, key_dir / RECIPIENT_PUB
-    )
+    key: X25519PublicKey = _load_key(key_dir, RECIPIENT_PUB, X25519PublicKey)
     return key
 
 
 def load_recipient_private(key_dir: Path) -> X25519PrivateKey:
     """The X25519 private key that unwraps session keys (file must be 0600)."""
-    key: X25519PrivateKey = _expect(
-        _load_private(key_dir, RECIPIENT_KEY), X25519PrivateKey, key_dir / RECIPIENT_KEY
-    )
+    key: X25519PrivateKey = _load_key(key_dir, RECIPIENT_KEY, X25519PrivateKey)
     return key
 
 
 def load_ledger_signing_key(key_dir: Path) -> Ed25519PrivateKey:
     """The Ed25519 key that signs ledger entries (file must be 0600)."""
-    key: Ed25519PrivateKey = _expect(
-        _load_private(key_dir, LEDGER_KEY), Ed25519PrivateKey, key_dir / LEDGER_KEY
-    )
+    key: Ed25519PrivateKey = _load_key(key_dir, LEDGER_KEY, Ed25519PrivateKey)
     return key
 
 
 def load_ledger_verify_key(key_dir: Path) -> Ed25519PublicKey:
     """The Ed25519 public key that checks ledger signatures."""
-    key: Ed25519PublicKey = _expect(
-        _load_public(key_dir, LEDGER_PUB), Ed25519PublicKey, key_dir / LEDGER_PUB
-    )
+    key: Ed25519PublicKey = _load_key(key_dir, LEDGER_PUB, Ed25519PublicKey)
     return key
 
 
 def load_token_signing_key(key_dir: Path) -> Ed25519PrivateKey:
     """The Ed25519 key that signs API bearer tokens (file must be 0600)."""
-    key: Ed25519PrivateKey = _expect(
-        _load_private(key_dir, TOKEN_KEY), Ed25519PrivateKey, key_dir / TOKEN_KEY
-    )
+    key: Ed25519PrivateKey = _load_key(key_dir, TOKEN_KEY, Ed25519PrivateKey)
     return key
 
 
 def load_token_verify_key(key_dir: Path) -> Ed25519PublicKey:
     """The Ed25519 public key that checks API bearer tokens."""
-    key: Ed25519PublicKey = _expect(
-        _load_public(key_dir, TOKEN_PUB), Ed25519PublicKey, key_dir / TOKEN_PUB
-    )
+    key: Ed25519PublicKey = _load_key(key_dir, TOKEN_PUB, Ed25519PublicKey)
     return key
 
 

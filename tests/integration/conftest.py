@@ -3,8 +3,11 @@ against the test session's redis-server and SecantusDB."""
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from cli.client import Client
@@ -29,6 +32,20 @@ def stack_env(redis_url: str, mongodb_url: str, db: str, **extra: str) -> dict[s
         "ANCHOR_WORKERS": "1",
         **extra,
     }
+
+
+def wait_for_health(up: subprocess.Popen[str], port: int, timeout_s: float) -> None:
+    """Poll the API of a `lucid up` process on `port` until /health answers 200, for at
+    most `timeout_s`; fail with the process's stderr if it exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert up.poll() is None, up.communicate()[1]
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 from click.testing import CliRunner
 
@@ -19,7 +18,7 @@ from bench.corpus import corpus_blocks
 from cli.client import Client
 from cli.main import cli
 from cli.servers import free_port
-from tests.integration.conftest import CHUNK, cli_env, stack_env
+from tests.integration.conftest import CHUNK, cli_env, stack_env, wait_for_health
 
 
 def test_submit_wait_json_prints_one_anchored_session_object(
@@ -79,15 +78,7 @@ def test_lucid_up_serves_and_stops_every_process_on_sigterm(
             "--port", str(port), "--flower-port", "0"]  # fmt: skip
     up = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert up.poll() is None, up.communicate()[1]
-            time.sleep(0.2)
+        wait_for_health(up, port, 90)
         time.sleep(3)  # let every worker group finish starting
         children = psutil.Process(up.pid).children(recursive=True)
         assert len(children) >= 6  # 5 worker groups (with their pools) and the API

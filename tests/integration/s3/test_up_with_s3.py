@@ -6,16 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import psutil
 
 from bench.corpus import corpus_blocks
 from cli.client import Client
 from cli.servers import free_port
-from tests.integration.conftest import CHUNK, stack_env
+from tests.integration.conftest import CHUNK, stack_env, wait_for_health
 
 
 def test_lucid_up_with_s3_blobs_starts_seaweedfs_and_stores_there(
@@ -33,15 +31,7 @@ def test_lucid_up_with_s3_blobs_starts_seaweedfs_and_stores_there(
             "--port", str(port), "--flower-port", "0", "--blobs", "s3"]  # fmt: skip
     up = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert up.poll() is None, up.communicate()[1]
-            time.sleep(0.2)
+        wait_for_health(up, port, 120)
         token = (data_dir / "admin.token").read_text().strip()
         client = Client(f"http://127.0.0.1:{port}", timeout=120, token=token)
         data = b"".join(corpus_blocks(3 * CHUNK + 99, seed=5))
