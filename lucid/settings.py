@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     hash_workers: int = Field(2, alias="HASH_WORKERS", ge=1, le=256)
     merkle_workers: int = Field(2, alias="MERKLE_WORKERS", ge=1, le=256)
     anchor_workers: int = Field(1, alias="ANCHOR_WORKERS", ge=1, le=256)
-    worker_profile: Literal["seeds", "cores"] = Field("seeds", alias="WORKER_PROFILE")
+    worker_profile: Literal["seeds", "cores"] = Field("cores", alias="WORKER_PROFILE")
 
     data_dir: Path = Field(Path("./lucid-data"), alias="LUCID_DATA_DIR")
     key_dir: Path | None = Field(None, alias="LUCID_KEY_DIR")
@@ -241,11 +241,11 @@ class Settings(BaseSettings):
     def workers_for(self, stage: str) -> int:
         """Worker concurrency of one stage queue.
 
-        An explicit <STAGE>_WORKERS wins. Otherwise the "seeds" profile (the default)
-        gives the seeds' counts (compress 4, encrypt 4, hash 2, merkle 2, anchor 1); the
-        "cores" profile fits the processes to the machine: compress one per core, encrypt
-        and hash one per two cores (each does a tenth of compress's work per byte), merkle
-        and anchor one. On 2 cores the seeds' 13 pool processes measured ~25 % more stack
+        An explicit <STAGE>_WORKERS wins. Otherwise the "cores" profile (the default) fits
+        the processes to the machine: compress one per core, encrypt and hash one per two
+        cores (each does a tenth of compress's work per byte), merkle and anchor one; the
+        "seeds" profile gives the seeds' counts (compress 4, encrypt 4, hash 2, merkle 2,
+        anchor 1). On 2 cores the seeds' 13 pool processes measured ~25 % more stack
         CPU per byte than the cores' 6 (docs/benchmarks/efficiency.md).
         """
         if stage not in STAGES:

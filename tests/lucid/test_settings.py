@@ -26,8 +26,8 @@ def test_defaults_match_the_seeds() -> None:
     )
 
 
-def test_worker_counts_default_to_the_seed_profile() -> None:
-    s = load_settings({})
+def test_the_seeds_profile_gives_the_seeds_counts() -> None:
+    s = load_settings({"WORKER_PROFILE": "seeds"})
     got = {stage: s.workers_for(stage) for stage in ("compress", "encrypt", "hash")}
     got |= {stage: s.workers_for(stage) for stage in ("merkle", "anchor")}
     assert got == {"compress": 4, "encrypt": 4, "hash": 2, "merkle": 2, "anchor": 1}
@@ -35,7 +35,8 @@ def test_worker_counts_default_to_the_seed_profile() -> None:
 
 def test_the_cores_profile_fits_the_counts_to_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: 8)
-    s = load_settings({"WORKER_PROFILE": "cores"})
+    s = load_settings({})  # the default profile
+    assert s.worker_profile == "cores"
     got = {stage: s.workers_for(stage) for stage in ("compress", "encrypt", "hash", "merkle")}
     assert got == {"compress": 8, "encrypt": 4, "hash": 4, "merkle": 1}
     monkeypatch.setattr("os.cpu_count", lambda: 2)
