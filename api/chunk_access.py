@@ -144,6 +144,6 @@ def ranged_download(session_id: str) -> ResponseReturnValue:
         headers["Content-Range"] = f"bytes {wanted.first}-{wanted.last}/{size}"
     if not size:
         return Response(b"", status=200, mimetype="application/octet-stream", headers=headers)
-    prepare_range(rt, sealed, wanted)
-    body = stream_with_context(read_range(rt, sealed, wanted))
+    key = prepare_range(rt, sealed, wanted)
+    body = stream_with_context(read_range(rt, sealed, wanted, key))
     return Response(body, status=status, mimetype="application/octet-stream", headers=headers)

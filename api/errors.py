@@ -30,6 +30,7 @@ STATUS: tuple[tuple[type[errors.LucidError], int], ...] = (
     (errors.NotFound, 404),
     (errors.Unauthorized, 401),
     (errors.Forbidden, 403),
+    (errors.DecryptionNotHere, 403),
     (errors.Gone, 410),
     (errors.TooManySessions, 429),
     (errors.Conflict, 409),

@@ -138,6 +138,13 @@ class KeyMaterialError(LucidError):
     code = "key_error"
 
 
+class DecryptionNotHere(KeyMaterialError):
+    """This process is not in the restore role: it holds no key that decrypts recordings
+    (API_DECRYPTS=false). The user decrypts on their side (`lucid get --key`)."""
+
+    code = "decryption_not_here"
+
+
 class AnchorError(LucidError):
     """The anchoring service refused a root or answered something we cannot use."""
 

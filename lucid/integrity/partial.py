@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from lucid.errors import NotFound
 from lucid.integrity.leaves import LeafRecord
 from lucid.integrity.restore import (
@@ -87,8 +89,10 @@ class ByteRange:
         return self.last - self.first + 1
 
 
-def prepare_range(rt: Runtime, sealed: Sealed, wanted: ByteRange) -> None:
+def prepare_range(rt: Runtime, sealed: Sealed, wanted: ByteRange) -> X25519PrivateKey:
     """Every check a read of `wanted` makes before its first byte; raise the first failure.
+    Returns the session key `read_range` decrypts with: unwrapped here, so a process that
+    may not decrypt refuses before a response has begun.
 
     `sealed` is `sealed_chunks` of the session (its size decides which ranges exist)."""
     session_id = sealed.session["session_id"]
@@ -96,6 +100,7 @@ def prepare_range(rt: Runtime, sealed: Sealed, wanted: ByteRange) -> None:
     _check(rt, sealed, touched)
     for index in touched:
         check_stored(rt, session_id, sealed.leaves[index])
+    return session_key_for(rt, sealed.session, None)
 
 
 def _chunks_of(sealed: Sealed, wanted: ByteRange) -> range:
@@ -115,11 +120,12 @@ def _chunks_of(sealed: Sealed, wanted: ByteRange) -> range:
     return range(start, end + 1)
 
 
-def read_range(rt: Runtime, sealed: Sealed, wanted: ByteRange) -> Iterator[bytes]:
-    """Yield bytes first..last of a recording `prepare_range` checked: from the chunk
-    holding the first byte (skipping into it) to the one holding the last."""
+def read_range(
+    rt: Runtime, sealed: Sealed, wanted: ByteRange, key: X25519PrivateKey
+) -> Iterator[bytes]:
+    """Yield bytes first..last of a recording `prepare_range` checked (`key`: what it
+    returned): from the chunk holding the first byte (skipping into it) to the last one."""
     session_id = sealed.session["session_id"]
-    key = session_key_for(rt, sealed.session, None)
     offset = 0
     for leaf in sealed.leaves:
         following = offset + leaf.plaintext_len

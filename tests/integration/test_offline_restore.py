@@ -95,8 +95,14 @@ def test_get_with_key_restores_byte_identical_from_an_api_holding_no_private_key
     url = api_without_private_keys
     # The API cannot decrypt: it holds no recipient.key.
     auth = {"Authorization": f"Bearer {_token(rt.settings.keys_path)}"}
-    answer = httpx.get(f"{url}/api/v1/sessions/{sid}/download", timeout=30, headers=auth)
-    assert answer.status_code == 500 and "recipient.key" in answer.text
+    base = f"{url}/api/v1/sessions/{sid}"
+    for path, extra in (("/download", {}), ("/download", {"Range": "bytes=0-9"}),
+                        ("/chunks/0/download", {})):  # fmt: skip
+        answer = httpx.get(base + path, timeout=30, headers={**auth, **extra})
+        # A clear refusal that says where decryption happens, not a server error.
+        assert answer.status_code == 403, (path, answer.status_code, answer.text)
+        assert answer.json()["error"] == "decryption_not_here"
+        assert "lucid get" in answer.json()["message"] and "--key" in answer.json()["message"]
     # Verification reads the ledger from the shared store, not a local file.
     assert not (rt.settings.data_dir / "ledger").exists()
     verified = httpx.get(f"{url}/api/v1/sessions/{sid}/verify", timeout=30, headers=auth)

@@ -34,8 +34,8 @@ def sealed(rt: Runtime) -> tuple[str, bytes]:
 def _read(rt: Runtime, sid: str, first: int, last: int) -> bytes:
     sealed = sealed_chunks(rt, sid)
     wanted = ByteRange(first, last, sealed.size)
-    prepare_range(rt, sealed, wanted)
-    return b"".join(read_range(rt, sealed, wanted))
+    key = prepare_range(rt, sealed, wanted)
+    return b"".join(read_range(rt, sealed, wanted, key))
 
 
 @pytest.mark.parametrize(
