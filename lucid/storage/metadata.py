@@ -67,6 +67,14 @@ class MetadataStore(ListingQueries, ReconcileQueries, LedgerRows):
                     connectTimeoutMS=min(timeout_ms, 5_000),
                     socketTimeoutMS=timeout_ms,
                     tz_aware=True,
+                    # Every write here is idempotent or a compare-and-set, and a network
+                    # error is already a transient failure (tasks retry, the API answers
+                    # 503, clients resume from the committed offset). A driver retry relies
+                    # on the server remembering the first attempt: SecantusDB keeps the
+                    # last 10,000 writes and scans them on every write (O(n) CPU per write,
+                    # then a sort once full), and a retry it has forgotten would re-run a
+                    # compare-and-set that already applied and report it lost.
+                    retryWrites=False,
                 )
                 _clients[key] = client
         return cls(client[database])
