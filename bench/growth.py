@@ -65,7 +65,9 @@ def seal_point(
     sampler.start()
     stopped = time.time()
     client._stop(session_id)
-    status = client.wait(session_id, timeout=3600, interval=0.1)
+    # Times come from the server's timestamps: polling often only loads the metadata
+    # server (a status aggregates the session's chunk records) while the seal runs.
+    status = client.wait(session_id, timeout=3600, interval=0.5)
     peaks = sampler.stop()
     if status["state"] == "ERROR":
         raise RuntimeError(f"session failed: {status['error']}")

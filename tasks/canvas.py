@@ -5,7 +5,6 @@ from __future__ import annotations
 from celery import chain, chord
 from celery.canvas import Signature
 
-from lucid.lifecycle.states import ChunkStage
 from lucid.runtime import Runtime
 from tasks.app import app
 from tasks.pipeline import anchor, barrier, compress, encrypt, hash_, merkle, publish_seal
@@ -51,14 +50,10 @@ def seal_canvas(rt: Runtime, session_id: str) -> Signature:
     chord-counter update each (5,000 of them for a 5,000-chunk session with one chunk
     still in flight).
     """
-    session = rt.meta.get_session(session_id)
-    count = int(session["chunk_count"])
-    done = {
-        int(c["index"])
-        for c in rt.meta.list_chunks(session_id)
-        if int(c.get("stage", -1)) >= ChunkStage.HASHED
-    }
-    pending = [i for i in range(count) if i not in done]
+    count = int(rt.meta.get_session(session_id)["chunk_count"])
+    # Only the chunks still to hash come back (not 5,000 records for a long session); a
+    # chunk without a record is the seal's to refuse (it checks every index).
+    pending = [i for i in rt.meta.unhashed_indexes(session_id) if i < count]
     if not pending:
         return chain(merkle.si([], session_id), anchor.si(session_id))
     header = [chunk_chain(session_id, i, i == count - 1) for i in pending]

@@ -189,7 +189,7 @@ def seal_session(rt: Runtime, session_id: str, results: list[LeafRef]) -> str:
         # A chord published before a chunk failed can still finish; a later stop reseals.
         raise StaleSeal(f"session {session_id} is {session['state']}, not STOPPING")
     count = int(session["chunk_count"])
-    chunks = rt.meta.list_chunks(session_id)
+    chunks = rt.meta.list_chunks(session_id, fields=_SEAL_FIELDS)
     indexes = [int(c["index"]) for c in chunks]
     if indexes != list(range(count)):
         raise IntegrityError(
@@ -268,6 +268,8 @@ def anchor_session(rt: Runtime, session_id: str) -> dict[str, Any]:
 
 
 _LEAF_FIELDS = tuple(f.name for f in dataclasses.fields(LeafRecord))
+# What the seal reads of each chunk record: the leaf, its recorded hash and its stage.
+_SEAL_FIELDS = (*_LEAF_FIELDS, "stage", "leaf_hash")
 
 
 def leaf_record(chunk_doc: dict[str, Any]) -> LeafRecord:

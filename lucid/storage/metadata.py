@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 import pymongo
@@ -363,11 +364,27 @@ class MetadataStore(ListingQueries, ReconcileQueries, LedgerRows):
             raise NotFound(f"session {session_id} has no chunk {index}")
         return doc
 
-    def list_chunks(self, session_id: str, *, skip: int = 0, limit: int = 0) -> list[Doc]:
-        """The session's chunk documents by index (`limit=0`: all)."""
+    def list_chunks(
+        self,
+        session_id: str,
+        *,
+        skip: int = 0,
+        limit: int = 0,
+        fields: Iterable[str] | None = None,
+    ) -> list[Doc]:
+        """The session's chunk documents by index (`limit=0`: all); only `fields` if given
+        (the seal reads 5,000 leaves: what it does not need is not sent)."""
         check_page(limit, skip)
-        cursor = self.chunks.find({"session_id": check_id(session_id)}, NO_ID).sort("index", 1)
+        projection = NO_ID if fields is None else {**NO_ID, **dict.fromkeys(fields, 1)}
+        query = {"session_id": check_id(session_id)}
+        cursor = self.chunks.find(query, projection).sort("index", 1)
         return list(cursor.skip(skip).limit(limit))
+
+    def unhashed_indexes(self, session_id: str) -> list[int]:
+        """Indexes of the session's chunk records not yet HASHED, in order."""
+        query = {"session_id": check_id(session_id), "stage": {"$lt": int(ChunkStage.HASHED)}}
+        cursor = self.chunks.find(query, {**NO_ID, "index": 1}).sort("index", 1)
+        return [int(doc["index"]) for doc in cursor]
 
     def record_anchor(self, session_id: str, receipt: dict[str, Any]) -> None:
         """Store (or replace) the session's anchor receipt."""

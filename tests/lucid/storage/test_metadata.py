@@ -209,6 +209,17 @@ def test_chunk_stage_never_regresses_and_counts_are_right(store: MetadataStore) 
         store.record_chunk("s", -1, ChunkStage.RECEIVED, {})
 
 
+def test_the_seal_reads_only_what_it_needs(store: MetadataStore) -> None:
+    store.create_session("s", {})
+    for index, stage in enumerate((ChunkStage.HASHED, ChunkStage.COMPRESSED, ChunkStage.HASHED,
+                                   ChunkStage.RECEIVED)):  # fmt: skip
+        store.record_chunk("s", index, stage, {"leaf_hash": f"h{index}", "raw_key": "k"})
+    store.record_chunk("other", 0, ChunkStage.RECEIVED, {})
+    assert store.unhashed_indexes("s") == [1, 3]
+    docs = store.list_chunks("s", fields=("index", "leaf_hash"))
+    assert docs == [{"index": i, "leaf_hash": f"h{i}"} for i in range(4)]
+
+
 def test_concurrent_record_chunk_converges(store: MetadataStore) -> None:
     stages = list(ChunkStage) * 4
     barrier = threading.Barrier(len(stages))
