@@ -88,6 +88,7 @@ class MetadataStore(ListingQueries, ReconcileQueries, LedgerRows):
         """Create the unique indexes the store relies on (idempotent)."""
         self.sessions.create_index("session_id", unique=True)
         self.sessions.create_index([("created_at", -1)])
+        self.sessions.create_index([("updated_at", -1)])  # listing by -updated_at
         self.sessions.create_index([("state", 1), ("created_at", 1)])  # retention
         self.sessions.create_index([("state", 1), ("updated_at", 1)])  # abandoned sessions
         self.chunks.create_index([("session_id", 1), ("index", 1)], unique=True)
