@@ -119,9 +119,11 @@ def records_point(
     rng = random.Random(1)
     out: dict[str, Any] = {"records": sessions_count(mongodb_url, db_name)}
     with httpx.Client(base_url=api_url, headers=headers, timeout=60) as http:
+        # A later page, as a client reaches it: the `next` link (a keyset cursor) of page 1.
+        second = str(http.get("/api/v1/sessions?limit=50").json()["next"])
         paths: dict[str, Callable[[], str]] = {
             "list": lambda: "/api/v1/sessions?limit=50",
-            "list_page": lambda: f"/api/v1/sessions?limit=50&skip={50 * rng.randrange(100)}",
+            "list_next": lambda: second,
             "list_state": lambda: "/api/v1/sessions?limit=50&state=STOPPED",
             "status": lambda: f"/api/v1/sessions/{rng.choice(ids)}",
         }
