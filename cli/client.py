@@ -48,6 +48,24 @@ class UploadFailed(ApiError):
         self.offset = offset
 
 
+class _ResendOnStaleConnection(httpx.HTTPTransport):
+    """Send a GET or HEAD once more when the server closed the kept-alive connection just
+    as the request went out ("Server disconnected without sending a response").
+
+    The API server closes idle keep-alive connections after a few seconds; a request that
+    reuses one at that moment never reached the application. Only requests without side
+    effects are sent again: anything else is left to its caller (uploads resume from the
+    committed offset)."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return super().handle_request(request)
+        except httpx.RemoteProtocolError:
+            if request.method not in ("GET", "HEAD"):
+                raise
+            return super().handle_request(request)
+
+
 class Client:
     def __init__(
         self,
@@ -61,7 +79,10 @@ class Client:
         # The bearer token goes on every request (`cli.auth.default_token` picks it).
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(
-            base_url=base_url or default_api_url(), timeout=timeout, headers=headers
+            base_url=base_url or default_api_url(),
+            timeout=timeout,
+            headers=headers,
+            transport=_ResendOnStaleConnection(),
         )
         self.attempts = attempts  # per upload: how many failed requests it survives
         self.backoff = backoff  # seconds before the first retry; doubles, at most 15 s
