@@ -87,9 +87,12 @@ def compress_chunk(rt: Runtime, session_id: str, index: int, final: bool) -> Chu
     ref = ChunkRef(session_id=session_id, index=index, final=final, plaintext_len=plaintext_len)
     if doc.get("raw_key"):
         ref["raw_key"] = str(doc["raw_key"])
-    if rt.blobs.exists(out_key):  # a retry, a redelivery or the seal's chord got here first
-        ref["compressed_len"] = rt.blobs.size(out_key)
-        return ref
+    try:
+        if rt.blobs.exists(out_key):  # a retry, a redelivery or the seal's chord got here first
+            ref["compressed_len"] = rt.blobs.size(out_key)
+            return ref
+    except FileNotFoundError:  # ... and its hash just dropped it: the record has the length
+        return _with_recorded_length(rt, ref)
     try:
         with rt.blobs.view(_raw_key(doc)) as data:
             if len(data) != plaintext_len or len(data) > params.chunk_size:
@@ -101,15 +104,26 @@ def compress_chunk(rt: Runtime, session_id: str, index: int, final: bool) -> Chu
                 )
             compressed = rt.codec(params).compress(data)
     except FileNotFoundError:  # the chunk is already hashed and its plaintext deleted
-        doc = _recorded(rt, session_id, index, ChunkStage.COMPRESSED)
-        ref["compressed_len"] = doc["compressed_len"]
-        return ref
+        return _with_recorded_length(rt, ref)
     # Recomputable from the raw chunk until the ciphertext is durable: no fsync needed.
-    written = rt.blobs.put(out_key, compressed, durable=False)
-    ref["compressed_len"] = len(compressed) if written else rt.blobs.size(out_key)
+    if rt.blobs.put(out_key, compressed, durable=False):
+        ref["compressed_len"] = len(compressed)
+    else:  # a duplicate's blob is there (its bytes are the ones kept), or was, if hashed since
+        try:
+            ref["compressed_len"] = rt.blobs.size(out_key)
+        except FileNotFoundError:
+            return _with_recorded_length(rt, ref)
     rt.meta.record_chunk(
         session_id, index, ChunkStage.COMPRESSED, {"final": final, **_lengths(ref)}
     )
+    return ref
+
+
+def _with_recorded_length(rt: Runtime, ref: ChunkRef) -> ChunkRef:
+    """`ref` with the compressed length its chunk record holds: a duplicate compress whose
+    chunk was hashed (and its plaintext and compressed blobs dropped) in the meantime."""
+    doc = _recorded(rt, ref["session_id"], ref["index"], ChunkStage.COMPRESSED)
+    ref["compressed_len"] = doc["compressed_len"]
     return ref
 
 

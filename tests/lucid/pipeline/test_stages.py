@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from lucid.crypto.aead import encryption_overhead
@@ -13,6 +16,7 @@ from lucid.lifecycle.states import ChunkStage, Trigger
 from lucid.pipeline import stages
 from lucid.runtime import Runtime
 from lucid.storage import layout
+from lucid.storage.fs import FileBlobStore
 from tests.lucid.conftest import CHUNK, compressible, incompressible, push_chunks, record
 
 DATA = compressible(3 * CHUNK + 1234)  # four chunks, the last one partial
@@ -293,3 +297,34 @@ def test_two_sessions_get_two_ledger_entries(rt: Runtime) -> None:
         stages.seal_session(rt, sid, push_chunks(rt, sid))
         stages.anchor_session(rt, sid)
     assert _ledger(rt).verify() == 2
+
+
+class _HashFinishesFirst(FileBlobStore):
+    """The real blob store, where the first chain's hash finishes (and deletes the
+    compressed blob) just as a duplicate compress, which saw that blob, asks its size."""
+
+    def __init__(self, root: Path, finish: Callable[[], object]) -> None:
+        super().__init__(root)
+        self.finish: Callable[[], object] | None = finish
+
+    def size(self, key: str) -> int:
+        if "/zst/" in key and self.finish is not None:
+            run, self.finish = self.finish, None
+            run()
+        return super().size(key)
+
+
+def test_a_duplicate_compress_racing_the_hash_that_drops_its_output_reports_the_record(
+    rt: Runtime,
+) -> None:
+    # Seen on S3 in CI: the seal's chord sent a chunk's chain again while the first one
+    # was hashing; the copy found the compressed blob, hash deleted it, and the copy's
+    # size() failed the whole session.
+    sid, _ = record(rt, compressible(CHUNK + 10))
+    first = stages.encrypt_stage(rt, stages.compress_chunk(rt, sid, 0, False))
+    racing = _HashFinishesFirst(rt.settings.blobs_path, lambda: stages.hash_chunk(rt, first))
+    rt.__dict__["blobs"] = racing
+    copy = stages.compress_chunk(rt, sid, 0, False)
+    assert copy["compressed_len"] == first["compressed_len"]
+    assert rt.meta.get_chunk(sid, 0)["stage"] == ChunkStage.HASHED
+    assert stages.encrypt_stage(rt, copy)["ciphertext_len"] == first["ciphertext_len"]
