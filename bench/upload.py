@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,32 +41,45 @@ def bench_client(api_url: str, token: str | None = None) -> Client:
     return client
 
 
-def post_file(
-    api_url: str, session_id: str, path: Path, offset: int = 0, token: str | None = None
-) -> int:
-    """POST bytes `offset`.. of `path` to the session's /data with sendfile; returns the
-    committed length the server answers. Raises RuntimeError on an error status."""
+def _post_data(
+    api_url: str, session_id: str, length: int, offset: int, token: str | None,
+    send: Callable[[socket.socket], None],
+) -> int:  # fmt: skip
+    """POST /data with `send` writing the `length` body bytes on the raw socket; returns
+    the committed length the server answers. Raises RuntimeError on an error status."""
     url = urlsplit(api_url)
-    size = path.stat().st_size - offset
     head = [
         f"POST /api/v1/sessions/{session_id}/data HTTP/1.1",
         f"Host: {url.netloc}",
         "Content-Type: application/octet-stream",
-        f"Content-Length: {size}",
+        f"Content-Length: {length}",
         f"{OFFSET_HEADER}: {offset}",
         "Connection: close",
         *(f"{k}: {v}" for k, v in auth_headers(token).items()),
     ]
     with socket.create_connection((url.hostname or "127.0.0.1", url.port or 80)) as sock:
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
-        with open(path, "rb") as f:
-            sock.sendfile(f, offset, size)
+        send(sock)
         response = http.client.HTTPResponse(sock)
         response.begin()
         body = response.read()
         if response.status >= 400:
             raise RuntimeError(f"POST /data: HTTP {response.status}: {body[:300]!r}")
         return int(response.headers[OFFSET_HEADER])
+
+
+def post_file(
+    api_url: str, session_id: str, path: Path, offset: int = 0, token: str | None = None
+) -> int:
+    """POST bytes `offset`.. of `path` to the session's /data with sendfile; returns the
+    committed length the server answers. Raises RuntimeError on an error status."""
+    size = path.stat().st_size - offset
+
+    def send(sock: socket.socket) -> None:
+        with open(path, "rb") as f:
+            sock.sendfile(f, offset, size)
+
+    return _post_data(api_url, session_id, size, offset, token, send)
 
 
 def post_repeated(
@@ -74,27 +88,13 @@ def post_repeated(
 ) -> int:  # fmt: skip
     """POST `total` bytes made of `source` repeated (no file needed for gigabytes) at
     `offset`; returns the committed length the server answers."""
-    url = urlsplit(api_url)
-    head = [
-        f"POST /api/v1/sessions/{session_id}/data HTTP/1.1",
-        f"Host: {url.netloc}",
-        "Content-Type: application/octet-stream",
-        f"Content-Length: {total}",
-        f"{OFFSET_HEADER}: {offset}",
-        "Connection: close",
-        *(f"{k}: {v}" for k, v in auth_headers(token).items()),
-    ]
     view = memoryview(source)
-    with socket.create_connection((url.hostname or "127.0.0.1", url.port or 80)) as sock:
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+
+    def send(sock: socket.socket) -> None:
         left = total
         while left:
             part = view[: min(left, len(view))]
             sock.sendall(part)
             left -= len(part)
-        response = http.client.HTTPResponse(sock)
-        response.begin()
-        body = response.read()
-        if response.status >= 400:
-            raise RuntimeError(f"POST /data: HTTP {response.status}: {body[:300]!r}")
-        return int(response.headers[OFFSET_HEADER])
+
+    return _post_data(api_url, session_id, total, offset, token, send)

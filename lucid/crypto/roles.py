@@ -45,7 +45,7 @@ from lucid.crypto.keys import (
     load_ledger_signing_key,
     load_recipient_private,
 )
-from lucid.errors import ConfigError, KeyMaterialError
+from lucid.errors import ConfigError, DecryptionNotHere, KeyMaterialError
 from lucid.settings import ROLES
 
 __all__ = [
@@ -104,6 +104,12 @@ def check_role_keys(roles: Iterable[str], key_dir: Path) -> None:
 
 
 def _require(roles: Iterable[str], name: str) -> None:
+    if name == RECIPIENT_KEY and name not in allowed_private(roles):
+        raise DecryptionNotHere(
+            f"role {_describe(roles)} may not load {name}: this server does not decrypt "
+            "recordings. Decrypt on your side with `lucid get SESSION_ID --key recipient.key "
+            "-o FILE`, which verifies every chunk against the anchored root first"
+        )
     if name not in allowed_private(roles):
         raise KeyMaterialError(
             f"role {_describe(roles)} may not load {name}: expected a role holding it "

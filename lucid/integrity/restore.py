@@ -47,15 +47,12 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from lucid.crypto.aead import ChunkContext, decrypt_chunk
 from lucid.crypto.keys import (
-    RECIPIENT_KEY,
     SessionKeyEnvelope,
-    load_recipient_private,
     unwrap_session_key,
 )
-from lucid.crypto.roles import allowed_private
+from lucid.crypto.roles import load_recipient_private_for
 from lucid.errors import (
     Conflict,
-    DecryptionNotHere,
     IntegrityError,
     InvalidInput,
     KeyMaterialError,
@@ -359,14 +356,7 @@ def session_key_for(
 ) -> X25519PrivateKey:
     """The session's private key, unwrapped with `private_key` or the deployment's."""
     session_id = session["session_id"]
-    if private_key is None and RECIPIENT_KEY not in allowed_private(rt.settings.roles):
-        raise DecryptionNotHere(
-            "this server does not decrypt recordings (it is not in the restore role and "
-            "holds no recipient key): decrypt on your side with "
-            f"`lucid get {session_id} --key recipient.key -o FILE`, which verifies every "
-            "chunk against the anchored root first"
-        )
-    recipient = private_key or load_recipient_private(rt.settings.keys_path)
+    recipient = private_key or load_recipient_private_for(rt.settings.roles, rt.settings.keys_path)
     try:
         envelope = SessionKeyEnvelope.from_dict(session.get("key") or {})
     except InvalidInput as exc:

@@ -90,12 +90,19 @@ def derive(doc: dict[str, Any], last: dict[str, Any] | None) -> IngestState:
     Read the session first: a tail only moves to chunk n+1 after record n exists, so a
     record read later is never behind the tail read before it.
     """
-    size = int(doc["chunk_size"])
     n = 0 if last is None else int(last["index"]) + 1
+    if last is not None and last.get("final"):
+        tail = doc.get("tail")
+        seq = None if tail is None else int(tail["seq"])
+        return IngestState(int(doc["chunk_size"]), n - 1, True, seq, int(last["plaintext_len"]))
+    return _on_records(doc, n)
+
+
+def _on_records(doc: dict[str, Any], n: int) -> IngestState:
+    """The state of a session whose records 0..n-1 exist and none is final, from its tail."""
+    size = int(doc["chunk_size"])
     tail = doc.get("tail")
     seq = None if tail is None else int(tail["seq"])
-    if last is not None and last.get("final"):
-        return IngestState(size, n - 1, True, seq, int(last["plaintext_len"]))
     if tail is None:
         return IngestState(size, n, False, seq, 0)
     if int(tail["chunk"]) != n:  # its chunk was recorded meanwhile: its parts are garbage
@@ -134,11 +141,7 @@ def _from_tail(doc: dict[str, Any]) -> IngestState | None:
         or any(step.get("to_state") == SessionState.STOPPING for step in doc.get("history", []))
     ):
         return None
-    parts = list(tail["parts"])
-    return IngestState(
-        int(doc["chunk_size"]), int(tail["chunk"]), False, int(tail["seq"]),
-        int(tail["length"]), parts=parts,
-    )  # fmt: skip
+    return _on_records(doc, int(tail["chunk"]))
 
 
 def settle(rt: Runtime, doc: dict[str, Any], on_chunk: OnChunk) -> IngestState:
@@ -300,7 +303,7 @@ class _Appender:
         """Put the chunk's committed parts in front of this request's bytes (once)."""
         if not self.base:
             return
-        mine = bytes(self.buf[: self.filled - self.base])
+        mine = bytes(memoryview(self.buf)[: self.filled - self.base])  # one copy, not two
         at = 0
         for part in self.parts:
             try:
