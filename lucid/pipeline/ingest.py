@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from lucid.errors import Conflict, IntegrityError, InvalidInput, OffsetMismatch, TooLarge
 from lucid.lifecycle.states import SessionState
+from lucid.pipeline.buffers import POOL
 from lucid.runtime import Runtime
 from lucid.storage import layout
 
@@ -255,7 +256,7 @@ class _Appender:
         # chunk fills and its earlier parts are read back in (_load_parts). A small append
         # (a live recorder's piece) never rereads the parts before it: reading them on
         # every request cost O(parts) per append, O(parts²) per chunk.
-        self.buffers = [bytearray(self.size)]
+        self.buffers = [POOL.take(self.size)]
         self.buf = self.buffers[0]
         self.base = state.tail_length if self.parts else 0
         self.filled = self.base  # chunk offset of the next byte
@@ -331,7 +332,7 @@ class _Appender:
         """The buffer not being filled, once its commit is done (it is about to be reused)."""
         self._wait()
         if len(self.buffers) == 1:
-            self.buffers.append(bytearray(self.size))
+            self.buffers.append(POOL.take(self.size))
         return self.buffers[1] if self.buf is self.buffers[0] else self.buffers[0]
 
     def _hand_off(self, spare: bytearray, ahead: int) -> None:
@@ -400,13 +401,20 @@ class _Appender:
         self.committed = length
 
     def close(self, *, keep_tail: bool) -> None:
-        """Wait for the full chunks in flight, then commit the leftover as a part."""
+        """Wait for the full chunks in flight, then commit the leftover as a part; the
+        buffers go back to the pool only once nothing writes from them."""
         try:
-            self._wait()
+            try:
+                self._wait()
+            finally:
+                self._committer.shutdown()
+            if keep_tail and self.filled > self.new_from:
+                self._commit_part()
         finally:
-            self._committer.shutdown()
-        if keep_tail and self.filled > self.new_from:
-            self._commit_part()
+            if self._pending is None or self._pending.done():
+                for buf in self.buffers:
+                    POOL.give(buf)
+            self.buffers = []
 
 
 def finish_stop(rt: Runtime, session_id: str, on_chunk: OnChunk | None = None) -> dict[str, Any]:
