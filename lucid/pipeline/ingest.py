@@ -120,7 +120,19 @@ def _final_count(state: IngestState) -> int:
 def committed_length(rt: Runtime, session_id: str) -> int:
     """The committed length of the session: the offset a resuming client must send."""
     doc = rt.meta.get_session(session_id)
-    return derive(doc, rt.meta.last_chunk(session_id)).committed
+    return derive(doc, _last_record(rt, doc)).committed
+
+
+def _last_record(rt: Runtime, doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The session's highest chunk record, looked for where `doc` says it is: records
+    0..n-1 exist once the tail names chunk n, or once `chunk_count` is n. Records only
+    grow after `doc` was read, so the last one is there or above; only those are read."""
+    if doc.get("chunk_count") is not None:
+        expected = int(doc["chunk_count"]) - 1
+    else:
+        tail = doc.get("tail")
+        expected = 0 if tail is None else int(tail["chunk"]) - 1
+    return rt.meta.last_chunk(doc["session_id"], at_least=max(0, expected))
 
 
 def _from_tail(doc: dict[str, Any]) -> IngestState | None:
@@ -152,7 +164,7 @@ def settle(rt: Runtime, doc: dict[str, Any], on_chunk: OnChunk) -> IngestState:
     fast = _from_tail(doc)
     if fast is not None:
         return fast
-    state = derive(doc, rt.meta.last_chunk(session_id))
+    state = derive(doc, _last_record(rt, doc))
     if state.pending_raw is None:
         return state
     try:
@@ -165,7 +177,7 @@ def settle(rt: Runtime, doc: dict[str, Any], on_chunk: OnChunk) -> IngestState:
         pass  # the request that committed it (or another) recorded it and handed it on
     else:
         on_chunk(session_id, state.chunks, False)
-    return derive(doc, rt.meta.last_chunk(session_id))
+    return derive(doc, _last_record(rt, doc))
 
 
 def _lost(rt: Runtime, session_id: str, got: int) -> Conflict:
@@ -176,7 +188,7 @@ def _lost(rt: Runtime, session_id: str, got: int) -> Conflict:
             f"cannot append data: session {session_id} became {doc['state']} "
             "while the request was being read"
         )
-    committed = derive(doc, rt.meta.last_chunk(session_id)).committed
+    committed = derive(doc, _last_record(rt, doc)).committed
     return OffsetMismatch(committed, got, "; another request appended at that offset first")
 
 
@@ -457,7 +469,7 @@ def finish_stop(rt: Runtime, session_id: str, on_chunk: OnChunk | None = None) -
                 rt.blobs.delete(key)
                 continue  # another stop (or a late append's chunk) got there: derive again
             hand_on(session_id, state.chunks, True)
-            state = derive(doc, rt.meta.last_chunk(session_id))
+            state = derive(doc, _last_record(rt, doc))
         count = _final_count(state)
         tail = doc.get("tail") or {}
         doc = rt.meta.update_session(

@@ -328,11 +328,21 @@ class MetadataStore(ListingQueries, ReconcileQueries, LedgerRows):
         doc.pop("_id", None)
         return doc
 
-    def last_chunk(self, session_id: str) -> Doc | None:
-        """The chunk document with the highest index, or None if there is none."""
-        return self.chunks.find_one(
-            {"session_id": check_id(session_id)}, NO_ID, sort=[("index", -1)]
-        )
+    def last_chunk(self, session_id: str, at_least: int = 0) -> Doc | None:
+        """The chunk document with the highest index, or None if there is none.
+
+        `at_least`: an index the caller expects a record at (or above). Only the records
+        from there on are read then, and all of them only if none is there: SecantusDB
+        sorts every candidate, 150 ms for a 5,000-chunk session, read twice per stop.
+        """
+        query: Doc = {"session_id": check_id(session_id)}
+        if at_least > 0:
+            doc = self.chunks.find_one(
+                {**query, "index": {"$gte": at_least}}, NO_ID, sort=[("index", -1)]
+            )
+            if doc is not None:
+                return doc
+        return self.chunks.find_one(query, NO_ID, sort=[("index", -1)])
 
     def swap_tail(
         self,

@@ -220,6 +220,19 @@ def test_the_seal_reads_only_what_it_needs(store: MetadataStore) -> None:
     assert docs == [{"index": i, "leaf_hash": f"h{i}"} for i in range(4)]
 
 
+def test_last_chunk_from_a_hint_is_the_highest_record_whatever_the_hint(
+    store: MetadataStore,
+) -> None:
+    store.create_session("s", {})
+    assert store.last_chunk("s") is None and store.last_chunk("s", at_least=3) is None
+    for index in range(10):
+        store.record_chunk("s", index, ChunkStage.RECEIVED, {"raw_key": f"k{index}"})
+    store.record_chunk("other", 50, ChunkStage.RECEIVED, {})
+    for hint in (0, 1, 8, 9, 10, 40):  # 10 and 40: no record there, all are read
+        last = store.last_chunk("s", at_least=hint)
+        assert last is not None and last["index"] == 9 and last["session_id"] == "s"
+
+
 def test_concurrent_record_chunk_converges(store: MetadataStore) -> None:
     stages = list(ChunkStage) * 4
     barrier = threading.Barrier(len(stages))
