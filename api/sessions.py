@@ -54,9 +54,10 @@ def json_response(
 
 def _status(session_id: str) -> dict[str, Any]:
     rt = runtime()
-    out = public(rt.meta.get_session(session_id), history=True)
-    out["chunks"] = rt.meta.stage_counts(session_id)
-    out["offset"] = sessions.committed_length(rt, session_id)
+    doc = rt.meta.get_session(session_id)
+    out = public(doc, history=True)
+    out["offset"], records = sessions.progress(rt, doc)
+    out["chunks"] = rt.meta.stage_counts(session_id, records)
     return out
 
 

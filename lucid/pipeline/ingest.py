@@ -47,6 +47,8 @@ __all__ = [
     "committed_length",
     "derive",
     "finish_stop",
+    "last_record",
+    "progress",
     "settle",
 ]
 
@@ -119,11 +121,17 @@ def _final_count(state: IngestState) -> int:
 
 def committed_length(rt: Runtime, session_id: str) -> int:
     """The committed length of the session: the offset a resuming client must send."""
-    doc = rt.meta.get_session(session_id)
-    return derive(doc, _last_record(rt, doc)).committed
+    return progress(rt, rt.meta.get_session(session_id))[0]
 
 
-def _last_record(rt: Runtime, doc: dict[str, Any]) -> dict[str, Any] | None:
+def progress(rt: Runtime, doc: dict[str, Any]) -> tuple[int, int]:
+    """The committed length of the session `doc` was just read for, and its number of
+    chunk records (they are 0..n-1)."""
+    last = last_record(rt, doc)
+    return derive(doc, last).committed, 0 if last is None else int(last["index"]) + 1
+
+
+def last_record(rt: Runtime, doc: dict[str, Any]) -> dict[str, Any] | None:
     """The session's highest chunk record, looked for where `doc` says it is: records
     0..n-1 exist once the tail names chunk n, or once `chunk_count` is n. Records only
     grow after `doc` was read, so the last one is there or above; only those are read."""
@@ -164,7 +172,7 @@ def settle(rt: Runtime, doc: dict[str, Any], on_chunk: OnChunk) -> IngestState:
     fast = _from_tail(doc)
     if fast is not None:
         return fast
-    state = derive(doc, _last_record(rt, doc))
+    state = derive(doc, last_record(rt, doc))
     if state.pending_raw is None:
         return state
     try:
@@ -177,7 +185,7 @@ def settle(rt: Runtime, doc: dict[str, Any], on_chunk: OnChunk) -> IngestState:
         pass  # the request that committed it (or another) recorded it and handed it on
     else:
         on_chunk(session_id, state.chunks, False)
-    return derive(doc, _last_record(rt, doc))
+    return derive(doc, last_record(rt, doc))
 
 
 def _lost(rt: Runtime, session_id: str, got: int) -> Conflict:
@@ -188,7 +196,7 @@ def _lost(rt: Runtime, session_id: str, got: int) -> Conflict:
             f"cannot append data: session {session_id} became {doc['state']} "
             "while the request was being read"
         )
-    committed = derive(doc, _last_record(rt, doc)).committed
+    committed = derive(doc, last_record(rt, doc)).committed
     return OffsetMismatch(committed, got, "; another request appended at that offset first")
 
 
@@ -469,7 +477,7 @@ def finish_stop(rt: Runtime, session_id: str, on_chunk: OnChunk | None = None) -
                 rt.blobs.delete(key)
                 continue  # another stop (or a late append's chunk) got there: derive again
             hand_on(session_id, state.chunks, True)
-            state = derive(doc, _last_record(rt, doc))
+            state = derive(doc, last_record(rt, doc))
         count = _final_count(state)
         tail = doc.get("tail") or {}
         doc = rt.meta.update_session(

@@ -13,7 +13,14 @@ from lucid.crypto.keys import new_session_key
 from lucid.crypto.tokens import DEFAULT_TENANT
 from lucid.errors import Conflict, OffsetMismatch
 from lucid.lifecycle.states import SessionState, Trigger
-from lucid.pipeline.ingest import OnChunk, Readable, append, committed_length, finish_stop
+from lucid.pipeline.ingest import (
+    OnChunk,
+    Readable,
+    append,
+    committed_length,
+    finish_stop,
+    progress,
+)
 from lucid.runtime import Runtime
 
 __all__ = [
@@ -24,6 +31,7 @@ __all__ = [
     "finish_stop",
     "ingest_recording",
     "pause",
+    "progress",
     "recover",
     "resume",
     "start",

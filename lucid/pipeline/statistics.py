@@ -37,8 +37,8 @@ def _entered(doc: Doc, state: SessionState) -> str | None:
 def pipeline_status(rt: Runtime, session_id: str, stage_times: StageTimes) -> Doc:
     """Per-stage counts and times for one session, and what is queued, held or failed."""
     doc = rt.meta.get_session(session_id)
-    counts = rt.meta.stage_counts(session_id)
     totals = rt.meta.chunk_totals(session_id)
+    counts = rt.meta.stage_counts(session_id, totals["chunks"])
     in_flight = totals["chunks"] - counts["hashed"] - totals["held"]
     return {
         "session_id": session_id,

@@ -92,6 +92,9 @@ class MetadataStore(ListingQueries, ReconcileQueries, LedgerRows):
         self.sessions.create_index([("state", 1), ("created_at", 1)])  # retention
         self.sessions.create_index([("state", 1), ("updated_at", 1)])  # abandoned sessions
         self.chunks.create_index([("session_id", 1), ("index", 1)], unique=True)
+        # A session's chunks not yet hashed (status counts, the seal's chord): read without
+        # the hashed ones, which is all but a few of a long session's records.
+        self.chunks.create_index([("session_id", 1), ("stage", 1)])
         self.anchors.create_index("session_id", unique=True)
         # The reconciler's sweeps: work idle since a cutoff, per chunk stage / session state.
         self.chunks.create_index([("stage", 1), ("updated_at", 1)])

@@ -72,15 +72,22 @@ class ListingQueries(MetadataCollections):
             query["tenant"] = tenant
         return int(self.sessions.count_documents(query))
 
-    def stage_counts(self, session_id: str) -> dict[str, int]:
-        """How many chunks have reached each stage (a hashed chunk counts in all four)."""
+    def stage_counts(self, session_id: str, records: int) -> dict[str, int]:
+        """How many of the session's `records` chunk records (indexes 0..records-1) have
+        reached each stage; a hashed chunk counts in all four.
+
+        Read from the records not yet hashed alone (an index on session and stage): a
+        status costs what is in flight, not the session's length. An aggregate over a
+        5,000-chunk session's records held SecantusDB's lock for 150 ms per status poll,
+        and the polls during a seal slowed the seal itself."""
         names = {stage.name.lower(): int(stage) for stage in ChunkStage}
-        group: Doc = {"_id": None}
-        for name, stage in names.items():
-            group[name] = {"$sum": {"$cond": [{"$gte": ["$stage", stage]}, 1, 0]}}
-        match = {"$match": {"session_id": check_id(session_id)}}
-        row = next(self.chunks.aggregate([match, {"$group": group}]), {})
-        return {name: int(row.get(name, 0)) for name in names}
+        counts = dict.fromkeys(names, records)
+        query = {"session_id": check_id(session_id), "stage": {"$lt": int(ChunkStage.HASHED)}}
+        for doc in self.chunks.find(query, {**NO_ID, "stage": 1}):
+            for name, stage in names.items():
+                if int(doc.get("stage", 0)) < stage:
+                    counts[name] -= 1
+        return counts
 
     def chunk_totals(self, session_id: str) -> dict[str, int]:
         """The session's chunk counts and byte totals: held chunks, and the plaintext,

@@ -44,7 +44,7 @@ def test_paused_pipeline_holds_its_chunks_while_others_pass_and_resume_completes
     other = client.create()["session_id"]
     client.upload(other, tmp_path / "b.bin")
     assert client.wait(other, timeout=120)["anchor"]["status"] == "confirmed"
-    assert runtime.meta.stage_counts(paused_sid)["compressed"] == 0
+    assert runtime.meta.stage_counts(paused_sid, 5)["compressed"] == 0
     assert client.status(paused_sid)["state"] == "STOPPING"
 
     resumed = client.pipeline(paused_sid, "resume")

@@ -45,7 +45,7 @@ def test_chunks_and_stop_committed_while_the_broker_was_down_end_anchored_and_re
     data = b"".join(corpus_blocks(3 * CHUNK + 4321, seed=31))
     sid = _committed(runtime, data)
     assert runtime.meta.get_session(sid)["state"] == "STOPPING"
-    assert runtime.meta.stage_counts(sid)["hashed"] == 0
+    assert runtime.meta.stage_counts(sid, 4)["hashed"] == 0
 
     session = _anchored(runtime, sid)
     assert session["state"] == "STOPPED"

@@ -186,7 +186,12 @@ def test_trigger_loses_to_a_write_between_read_and_cas(
 
 def test_chunk_stage_never_regresses_and_counts_are_right(store: MetadataStore) -> None:
     store.create_session("s", {})
-    assert store.stage_counts("s") == {"received": 0, "compressed": 0, "encrypted": 0, "hashed": 0}
+    assert store.stage_counts("s", 0) == {
+        "received": 0,
+        "compressed": 0,
+        "encrypted": 0,
+        "hashed": 0,
+    }
     store.record_chunk(
         "s", 0, ChunkStage.HASHED, {"leaf_hash": "ab", "session_id": "s", "index": 0}
     )
@@ -200,13 +205,35 @@ def test_chunk_stage_never_regresses_and_counts_are_right(store: MetadataStore) 
     assert chunk["leaf_hash"] == "ab"
     assert chunk["final"] is False
     assert "_id" not in chunk
-    assert store.stage_counts("s") == {"received": 3, "compressed": 2, "encrypted": 2, "hashed": 1}
+    assert store.stage_counts("s", 3) == {
+        "received": 3,
+        "compressed": 2,
+        "encrypted": 2,
+        "hashed": 1,
+    }
     assert [c["index"] for c in store.list_chunks("s")] == [0, 1, 2]
     assert [c["index"] for c in store.list_chunks("s", skip=1, limit=1)] == [1]
     with pytest.raises(NotFound):
         store.get_chunk("s", 3)
     with pytest.raises(InvalidInput):
         store.record_chunk("s", -1, ChunkStage.RECEIVED, {})
+
+
+def test_stage_counts_from_the_unhashed_records_match_every_record(
+    store: MetadataStore,
+) -> None:
+    store.create_session("s", {})
+    stages = [ChunkStage.HASHED] * 6 + [ChunkStage.ENCRYPTED, ChunkStage.RECEIVED,
+              ChunkStage.COMPRESSED, ChunkStage.HASHED, ChunkStage.RECEIVED]  # fmt: skip
+    for index, stage in enumerate(stages):
+        store.record_chunk("s", index, stage, {})
+    store.record_chunk("other", 0, ChunkStage.RECEIVED, {})
+    records = store.list_chunks("s")
+    expected = {
+        stage.name.lower(): sum(1 for r in records if r["stage"] >= stage) for stage in ChunkStage
+    }
+    assert store.stage_counts("s", len(records)) == expected
+    assert expected == {"received": 11, "compressed": 9, "encrypted": 8, "hashed": 7}
 
 
 def test_the_seal_reads_only_what_it_needs(store: MetadataStore) -> None:
