@@ -212,11 +212,13 @@ def seal_session(rt: Runtime, session_id: str, results: list[LeafRef]) -> str:
         )
     from_chord = {int(r["index"]): r["leaf_hash"] for r in results}
     leaf_hashes: list[bytes] = []
+    leaves: list[LeafRecord] = []
     for doc in chunks:
         index = int(doc["index"])
         if int(doc.get("stage", -1)) < ChunkStage.HASHED:
             raise IntegrityError("chunk was never hashed", session_id=session_id, chunk_index=index)
-        recomputed = leaf_record(doc).leaf_hash().hex()
+        leaves.append(leaf_record(doc))
+        recomputed = leaves[-1].leaf_hash().hex()
         for name, value in (("recorded", doc["leaf_hash"]), ("chord", from_chord.get(index))):
             if value is not None and value != recomputed:
                 raise IntegrityError(
@@ -230,7 +232,7 @@ def seal_session(rt: Runtime, session_id: str, results: list[LeafRef]) -> str:
             )
         leaf_hashes.append(bytes.fromhex(recomputed))
     merkle_root = root(BLAKE3, leaf_hashes).hex()
-    store_sealed_leaves(rt.blobs, session_id, [leaf_record(doc) for doc in chunks])
+    store_sealed_leaves(rt.blobs, session_id, leaves)
     try:
         rt.meta.apply_trigger(
             session_id,
