@@ -86,8 +86,18 @@ class SessionStatus(Session):
 
 class SessionList(_Open):
     sessions = List(Nested(Session), required=True)
+    total = Integer(
+        metadata={
+            "description": "how many match the filters, whatever the page; only with "
+            "`total=true` (a count of every match), absent otherwise"
+        }
+    )
     limit = Integer(required=True)
-    skip = Integer(required=True)
+    next = String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "the link to the following page, null on the last"},
+    )
 
 
 class Chunk(_Open):
