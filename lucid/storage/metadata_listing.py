@@ -70,23 +70,40 @@ class ListingQueries(MetadataCollections):
         limit: int = 0,
     ) -> list[Doc]:
         """Sessions in `states` matching the filters, oldest first (`None` in a tenant list
-        matches sessions without a tenant); only their ids, tenant, state and times."""
+        matches sessions without a tenant); only their ids, tenant, state and times.
+
+        Each state is read as `{state, time < bound}` alone: SecantusDB answers that shape
+        from the (state, time) index, reading only the sessions past the bound. With the
+        tenant and hold conditions beside it, it read every session in the states (4-7 s
+        for 100,000 ended sessions, holding its lock, on every retention sweep), so those
+        are checked here."""
         check_page(limit, 0)
-        query: Doc = {"state": {"$in": [str(SessionState(s)) for s in states]}}
-        if created_before is not None:
-            query["created_at"] = {"$lt": created_before}
-        if updated_before is not None:
-            query["updated_at"] = {"$lt": updated_before}
-        if tenant_in is not None:
-            query["tenant"] = {"$in": tenant_in}
-        if tenant_not_in is not None:
-            query.setdefault("tenant", {})["$nin"] = tenant_not_in
-        if exclude_held:
-            query["legal_hold"] = {"$ne": True}
-        fields = {"session_id", "tenant", "state", "created_at", "updated_at", "legal_hold"}
-        cursor = self.sessions.find(query, {**NO_ID, **dict.fromkeys(fields, True)})
         sort = "updated_at" if updated_before is not None else "created_at"
-        return list(cursor.sort([(sort, 1), ("_id", 1)]).limit(limit))
+        bounds = {"created_at": created_before, "updated_at": updated_before}
+        fields = {"session_id", "tenant", "state", "created_at", "updated_at", "legal_hold"}
+        projection = {**NO_ID, **dict.fromkeys(fields, True)}
+
+        def wanted(doc: Doc) -> bool:
+            tenant = doc.get("tenant")
+            return (
+                all(
+                    isinstance(doc.get(f), str) and doc[f] < b
+                    for f, b in bounds.items()
+                    if b is not None
+                )
+                and (tenant_in is None or tenant in tenant_in)
+                and (tenant_not_in is None or tenant not in tenant_not_in)
+                and not (exclude_held and doc.get("legal_hold") is True)
+            )
+
+        found: list[Doc] = []
+        for state in dict.fromkeys(str(SessionState(s)) for s in states):
+            query: Doc = {"state": state}
+            if bounds[sort] is not None:
+                query[sort] = {"$lt": bounds[sort]}
+            found += filter(wanted, self.sessions.find(query, projection))
+        found.sort(key=lambda doc: (doc.get(sort) or "", doc["session_id"]))
+        return found[:limit] if limit else found
 
     def count_sessions(self, states: list[SessionState], tenant: str | None = None) -> int:
         """How many sessions are in `states` (of one tenant, when given)."""
