@@ -155,7 +155,7 @@ def test_a_page_is_read_from_the_window_at_its_upper_bound_not_from_now(
 ) -> None:
     # A page three years back (its cursor, or created_before) holds its sessions within a
     # minute of its upper bound: one small window answers it. Windows anchored at now would
-    # widen a dozen times and end in the whole query.
+    # widen twenty times and end in the whole query.
     _populate(store)
     watcher, finds = watched
     order = [("created_at", -1), ("session_id", -1)]
