@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
@@ -148,12 +148,13 @@ def parse_query(args: Any, tenant: str) -> Listing:
     return Listing(query, order, limit, sort, after, _flag("total", args.get("total")))
 
 
-def list_sessions(render: Callable[[Doc], Doc]) -> ResponseReturnValue:
-    """The list view: the page of sessions `request.args` ask for, each through `render`."""
+def list_sessions(render: Callable[[Doc], Doc], fields: Collection[str]) -> ResponseReturnValue:
+    """The list view: the page of sessions `request.args` ask for, each through `render`
+    (which reads only `fields` of a session)."""
     ask = parse_query(request.args, principal().tenant)
     # One more than the page tells whether another page follows.
     docs, total = runtime().meta.query_sessions(
-        ask.query, ask.order, limit=ask.limit + 1, after=ask.after, total=ask.total
+        ask.query, ask.order, limit=ask.limit + 1, after=ask.after, total=ask.total, fields=fields
     )
     page = docs[: ask.limit]
     link = None

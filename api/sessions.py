@@ -205,7 +205,7 @@ _TIME = {"type": "string", "format": "date-time"}
 )  # fmt: skip
 def list_sessions() -> ResponseReturnValue:
     """List the caller's tenant's sessions."""
-    return listing.list_sessions(public)
+    return listing.list_sessions(public, _PUBLIC)
 
 
 @bp.get("/<session_id>")

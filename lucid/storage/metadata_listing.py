@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 from lucid.crypto.tokens import DEFAULT_TENANT
@@ -164,10 +165,13 @@ class ListingQueries(MetadataCollections):
         limit: int,
         after: tuple[str, str] | None = None,
         total: bool = False,
+        fields: Collection[str] | None = None,
     ) -> tuple[list[Doc], int | None]:
         """Sessions matching a filter built by the caller (`api.listing`), in `sort` order
         (a time field, then session_id), at most `limit`, from just after `after` (the sort
-        value and session id of the previous page's last session) when given.
+        value and session id of the previous page's last session) when given; only
+        `fields` of them (and the sort's) when given: a session's leaves, key and history
+        are most of its bytes.
 
         With `total`, also how many match `query` in all, whatever the page; else None.
         Opt-in because the count reads every match: 3-4 s for 100,000 sessions on
@@ -175,6 +179,7 @@ class ListingQueries(MetadataCollections):
         check_page(limit, 0)
         count = int(self.sessions.count_documents(query)) if total else None
         field, direction = sort[0]
+        shown = NO_ID if fields is None else dict.fromkeys({*fields, field, "session_id"}, True)
         bounds = query.get(field, {})
         if (
             direction == -1
@@ -182,16 +187,16 @@ class ListingQueries(MetadataCollections):
             and isinstance(bounds, dict)
             and set(bounds) <= {"$gte", "$lt"}
         ):
-            return self._newest_first(query, field, limit, after), count
+            return self._newest_first(query, field, limit, after, shown), count
         if after is not None:
             value, last_id = after
             op = "$lt" if direction == -1 else "$gt"
             keyset = {"$or": [{field: {op: value}}, {field: value, "session_id": {op: last_id}}]}
             query = {**query, **keyset} if "$or" not in query else {"$and": [query, keyset]}
-        return self._page(query, sort, limit), count
+        return self._page(query, sort, limit, shown), count
 
     def _newest_first(
-        self, query: Doc, field: str, limit: int, after: tuple[str, str] | None
+        self, query: Doc, field: str, limit: int, after: tuple[str, str] | None, shown: Doc
     ) -> list[Doc]:
         """The page for a newest-first sort, read from windows below its upper bound.
 
@@ -220,13 +225,13 @@ class ListingQueries(MetadataCollections):
             value, last_id = after
             if (lowest is None or lowest <= value) and (below is None or value < below):
                 ties = {field: value, **rest, "session_id": {"$lt": last_id}}
-                docs = self._page(ties, order, limit)
+                docs = self._page(ties, order, limit, shown)
             below = value if below is None else min(below, value)
         if _live_only(rest.get("state")):
             if len(docs) < limit:
                 bounds = _range(lowest, below)
                 live = {"state": rest["state"], **rest, **({field: bounds} if bounds else {})}
-                docs += self._page(live, order, limit - len(docs))
+                docs += self._page(live, order, limit - len(docs), shown)
             return docs
         top = datetime.now(UTC) if below is None else datetime.fromisoformat(below)
         width = _FIRST_WINDOW
@@ -235,11 +240,12 @@ class ListingQueries(MetadataCollections):
             last = start is None or width > _LAST_WINDOW or (lowest is not None and start <= lowest)
             if last:
                 start = lowest
-            docs += self._page({field: _range(start, below), **rest}, order, limit - len(docs))
+            window = {field: _range(start, below), **rest}
+            docs += self._page(window, order, limit - len(docs), shown)
             if last:
                 break
             below, width = start, width * _GROWTH
         return docs
 
-    def _page(self, query: Doc, sort: list[tuple[str, int]], limit: int) -> list[Doc]:
-        return list(self.sessions.find(query, NO_ID).sort(sort).limit(limit))
+    def _page(self, query: Doc, sort: list[tuple[str, int]], limit: int, shown: Doc) -> list[Doc]:
+        return list(self.sessions.find(query, {**NO_ID, **shown}).sort(sort).limit(limit))

@@ -195,3 +195,13 @@ def test_the_total_is_counted_only_when_asked(store: MetadataStore) -> None:
     docs, total = store.query_sessions(query, order, limit=5, after=after, total=True)
     assert _ids(docs) == ["s3"] and total == 2  # the cursor narrows the page, not the total
     assert store.query_sessions(query, order, limit=5)[1] is None
+
+
+def test_only_the_fields_asked_for_and_the_sorts_come_back(store: MetadataStore) -> None:
+    _populate(store)
+    for field, direction in (("updated_at", -1), ("created_at", 1)):
+        order = [(field, direction), ("session_id", direction)]
+        docs, _ = store.query_sessions(MINE, order, limit=3, fields=["state", "tenant"])
+        assert len(docs) == 3
+        assert all(set(d) <= {"state", "tenant", field, "session_id"} for d in docs)
+        assert all({"state", field, "session_id"} <= set(d) for d in docs)
