@@ -1,4 +1,4 @@
-"""GET /api/v1/sessions: filters, a sort, a total and a cursor to the next page.
+"""GET /api/v1/sessions: filters, a sort, a cursor to the next page and, when asked, a total.
 
 Query parameters (any other is refused with 400 naming it):
 
@@ -8,11 +8,14 @@ Query parameters (any other is refused with 400 naming it):
 * `label=key:value` (repeatable) — `metadata.labels.key` equals `value`; `label=key`:
   the label is present;
 * `sort` — `created_at`, `-created_at` (default, newest first), `updated_at`, `-updated_at`;
-* `limit` (1..1000, default 50); `cursor` — from the previous page's `next`.
+* `limit` (1..1000, default 50); `cursor` — from the previous page's `next`;
+* `total=true` — add `total`: how many match the filters, whatever the page. It costs a
+  count of every match (seconds with 100,000 sessions), so it is opt-in, like Stripe's;
+  without it (or with `total=false`) the answer has no `total` key.
 
-The answer: `sessions`, `total` (all that match the filters, whatever the page), `limit`
-and `next` (the link to the following page, or null). The cursor is keyset pagination on
-(sort field, session id), so a page never repeats or skips a session when new ones arrive.
+The answer: `sessions`, `limit`, `next` (the link to the following page, or null) and,
+when asked, `total`. The cursor is keyset pagination on (sort field, session id), so a
+page never repeats or skips a session when new ones arrive.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from flask import jsonify, request
@@ -34,11 +37,11 @@ from lucid.crypto.tokens import DEFAULT_TENANT
 from lucid.errors import InvalidInput
 from lucid.lifecycle.states import SessionState
 
-__all__ = ["PARAMETERS", "list_sessions", "parse_query"]
+__all__ = ["PARAMETERS", "SORTS", "Listing", "list_sessions", "parse_query"]
 
 PARAMETERS = (
     "state", "created_after", "created_before", "updated_after", "updated_before", "label",
-    "sort", "limit", "cursor",
+    "sort", "limit", "cursor", "total",
 )  # fmt: skip
 SORTS = ("created_at", "-created_at", "updated_at", "-updated_at")
 Doc = dict[str, Any]
@@ -78,22 +81,40 @@ def _encode_cursor(sort: str, doc: Doc) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(raw: str, sort: str) -> Doc:
+def _decode_cursor(raw: str, sort: str) -> tuple[str, str]:
+    """The (sort value, session id) a page ended at, from its `next` cursor."""
     try:
         padded = raw + "=" * (-len(raw) % 4)
         cursor_sort, value, last_id = json.loads(base64.urlsafe_b64decode(padded))
+        datetime.fromisoformat(value)  # the store reads windows back from it
     except (binascii.Error, ValueError, TypeError):
         raise InvalidInput(
             f"cursor: expected the `next` of a previous page, got {raw[:40]!r}"
         ) from None
-    if cursor_sort != sort or not isinstance(value, str) or not isinstance(last_id, str):
+    if cursor_sort != sort or not isinstance(last_id, str):
         raise InvalidInput(f"cursor: it was made for sort={cursor_sort}, not sort={sort}")
-    field, op = sort.lstrip("-"), "$lt" if sort.startswith("-") else "$gt"
-    return {"$or": [{field: {op: value}}, {field: value, "session_id": {op: last_id}}]}
+    return value, last_id
 
 
-def parse_query(args: Any, tenant: str) -> tuple[Doc, list[tuple[str, int]], int, str]:
-    """The store query, sort, page size and sort name that `args` ask for (400 if bad)."""
+def _flag(name: str, raw: str | None) -> bool:
+    if raw not in (None, "true", "false"):
+        raise InvalidInput(f"{name}: expected true or false, got {raw[:40]!r}")
+    return raw == "true"
+
+
+class Listing(NamedTuple):
+    """What a list request asks the store for."""
+
+    query: Doc
+    order: list[tuple[str, int]]
+    limit: int
+    sort: str
+    after: tuple[str, str] | None
+    total: bool
+
+
+def parse_query(args: Any, tenant: str) -> Listing:
+    """The store query, sort, page size, cursor and total that `args` ask for (400 if bad)."""
     unknown = sorted(set(args) - set(PARAMETERS))
     if unknown:
         raise InvalidInput(
@@ -120,23 +141,28 @@ def parse_query(args: Any, tenant: str) -> tuple[Doc, list[tuple[str, int]], int
     if sort not in SORTS:
         raise InvalidInput(f"sort: expected one of {', '.join(SORTS)}, got {sort[:40]!r}")
     limit = validation.decimal("limit", args.get("limit"), 50, 1, 1000)
-    if (cursor := args.get("cursor")) is not None:
-        query["$cursor"] = _decode_cursor(cursor, sort)
+    cursor = args.get("cursor")
+    after = None if cursor is None else _decode_cursor(cursor, sort)
     direction = -1 if sort.startswith("-") else 1
-    return query, [(sort.lstrip("-"), direction), ("session_id", direction)], limit, sort
+    order = [(sort.lstrip("-"), direction), ("session_id", direction)]
+    return Listing(query, order, limit, sort, after, _flag("total", args.get("total")))
 
 
-def list_sessions(render: Callable[[Doc], Doc]) -> ResponseReturnValue:
-    """The list view: the page of sessions `request.args` ask for, each through `render`."""
-    query, order, limit, sort = parse_query(request.args, principal().tenant)
+def list_sessions(render: Callable[[Doc], Doc], fields: Collection[str]) -> ResponseReturnValue:
+    """The list view: the page of sessions `request.args` ask for, each through `render`
+    (which reads only `fields` of a session)."""
+    ask = parse_query(request.args, principal().tenant)
     # One more than the page tells whether another page follows.
-    docs, total = runtime().meta.query_sessions(query, order, limit=limit + 1)
-    page = docs[:limit]
+    docs, total = runtime().meta.query_sessions(
+        ask.query, ask.order, limit=ask.limit + 1, after=ask.after, total=ask.total, fields=fields
+    )
+    page = docs[: ask.limit]
     link = None
-    if len(docs) > limit:
+    if len(docs) > ask.limit:
         params = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
-        params.append(("cursor", _encode_cursor(sort, page[-1])))
+        params.append(("cursor", _encode_cursor(ask.sort, page[-1])))
         link = f"{request.path}?{urlencode(params)}"
+    counted = {} if total is None else {"total": total}
     return jsonify(
-        {"sessions": [render(d) for d in page], "total": total, "limit": limit, "next": link}
+        {"sessions": [render(d) for d in page], **counted, "limit": ask.limit, "next": link}
     )

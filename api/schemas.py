@@ -41,7 +41,13 @@ def _count(description: str = "") -> Integer:
 
 class Session(_Open):
     session_id = String(required=True, metadata={"description": "32 hex digits"})
-    tenant = String(metadata={"description": "the tenant of the token that created it"})
+    tenant = String(
+        allow_none=True,
+        metadata={
+            "description": "the tenant of the token that created it; null for a session "
+            "from before tenants (it belongs to the default tenant)"
+        },
+    )
     state = String(required=True, metadata={"description": "lifecycle state (CREATED, ...)"})
     created_at = _text("ISO 8601, UTC")
     updated_at = _text("ISO 8601, UTC")
@@ -86,8 +92,18 @@ class SessionStatus(Session):
 
 class SessionList(_Open):
     sessions = List(Nested(Session), required=True)
+    total = Integer(
+        metadata={
+            "description": "how many match the filters, whatever the page; only with "
+            "`total=true` (a count of every match), absent otherwise"
+        }
+    )
     limit = Integer(required=True)
-    skip = Integer(required=True)
+    next = String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "the link to the following page, null on the last"},
+    )
 
 
 class Chunk(_Open):

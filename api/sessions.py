@@ -169,18 +169,44 @@ def create() -> Response:
     return json_response(public(doc), 201)
 
 
+_TIME = {"type": "string", "format": "date-time"}
+
+
 @bp.get("")
 @require("read")
-@bp.doc(
-    responses={
-        200: "The caller's tenant's sessions: `total`, filters (state, created/updated "
-        "ranges, metadata labels), a sort and a `next` cursor (see api.listing)",
-        400: error("An unknown or malformed query parameter (named)"),
-    }
+@bp.output(
+    schemas.SessionList,
+    description="A page of the caller's tenant's sessions, filtered (state, created/updated "
+    "ranges, metadata labels) and sorted, with a `next` link; `total` only when asked "
+    "(see api.listing)",
 )
+@bp.doc(
+    responses={400: error("An unknown or malformed query parameter (named)")},
+    extensions={
+        "x-parameters": [
+            {"name": "state", "in": "query", "schema": {"type": "string"},
+             "description": "states, comma-separated (or repeated)"},
+            {"name": "created_after", "in": "query", "schema": _TIME},
+            {"name": "created_before", "in": "query", "schema": _TIME},
+            {"name": "updated_after", "in": "query", "schema": _TIME},
+            {"name": "updated_before", "in": "query", "schema": _TIME},
+            {"name": "label", "in": "query", "schema": {"type": "string"},
+             "description": "key:value, or key (the label is present); repeatable"},
+            {"name": "sort", "in": "query",
+             "schema": {"type": "string", "enum": list(listing.SORTS)}},
+            {"name": "limit", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+            {"name": "cursor", "in": "query", "schema": {"type": "string"},
+             "description": "from the previous page's `next`"},
+            {"name": "total", "in": "query", "schema": {"type": "boolean"},
+             "description": "true: add `total`, a count of every match (seconds with "
+             "100,000 sessions); false or absent: no `total` key"},
+        ]
+    },
+)  # fmt: skip
 def list_sessions() -> ResponseReturnValue:
     """List the caller's tenant's sessions."""
-    return listing.list_sessions(public)
+    return listing.list_sessions(public, _PUBLIC)
 
 
 @bp.get("/<session_id>")

@@ -18,14 +18,21 @@ from cli.common import JSON_OPTION, api_client, api_options, show
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--sort", type=click.Choice(["created_at", "-created_at", "updated_at",
               "-updated_at"]), default="-created_at", show_default=True)  # fmt: skip
+@click.option("--total", is_flag=True, help="Also count every match (slow with many sessions).")
 @JSON_OPTION
 @api_options
 def list_(
-    states: tuple[str, ...], limit: int, sort: str, as_json: bool, api_url: str, token: str | None
+    states: tuple[str, ...],
+    limit: int,
+    sort: str,
+    total: bool,
+    as_json: bool,
+    api_url: str,
+    token: str | None,
 ) -> None:
     """List sessions, newest first: id, state, chunks, bytes, created."""
     page = api_client(api_url, token).list_sessions(
-        state=",".join(states) or None, limit=str(limit), sort=sort
+        state=",".join(states) or None, limit=str(limit), sort=sort, total="true" if total else None
     )
     if as_json:
         click.echo(json.dumps(page, indent=2))
@@ -35,8 +42,10 @@ def list_(
             f"{s['session_id']}  {s['state']:9s} {s.get('chunk_count') or 0:>6} chunks "
             f"{s.get('bytes_received') or 0:>14} B  {s.get('created_at')}"
         )
-    more = "; more with --limit or the API's cursor" if page.get("next") else ""
-    click.echo(f"{len(page['sessions'])} of {page['total']} sessions{more}", err=True)
+    shown = len(page["sessions"])
+    count = f"{shown} of {page['total']}" if "total" in page else str(shown)
+    more = "more follow (raise --limit, or the API's cursor)" if page.get("next") else "no more"
+    click.echo(f"{count} sessions shown; {more}", err=True)
 
 
 def _control(action: str, helptext: str) -> click.Command:

@@ -8,19 +8,11 @@ at the limit may both pass: the limit is a guard against overload, not an exact 
 from __future__ import annotations
 
 from lucid.errors import TooManySessions
-from lucid.lifecycle.states import SessionState
+from lucid.lifecycle.states import LIVE_STATES
 from lucid.runtime import Runtime
 
 __all__ = ["LIVE_STATES", "RETRY_AFTER_S", "check_capacity", "live_sessions"]
 
-LIVE_STATES = [
-    SessionState.CREATED,
-    SessionState.STARTING,
-    SessionState.ACTIVE,
-    SessionState.PAUSING,
-    SessionState.PAUSED,
-    SessionState.STOPPING,
-]
 # What a 429 tells the client to wait: long enough for a short recording to end.
 RETRY_AFTER_S = 30
 

@@ -17,6 +17,7 @@ from typing import Any
 from lucid.errors import InvalidInput, InvalidTransition
 
 __all__ = [
+    "LIVE_STATES",
     "TRANSITIONS",
     "ChunkStage",
     "SessionState",
@@ -40,6 +41,19 @@ class SessionState(StrEnum):
     ERROR = "ERROR"
     CLEANUP = "CLEANUP"
     DESTROYED = "DESTROYED"
+
+
+# Live from CREATED until sealed or failed (STOPPING included: its chunks still occupy
+# the pipeline). Admission (lucid.lifecycle.limits) keeps at most MAX_CONCURRENT_SESSIONS
+# of them, so they stay few however many sessions the store holds.
+LIVE_STATES = [
+    SessionState.CREATED,
+    SessionState.STARTING,
+    SessionState.ACTIVE,
+    SessionState.PAUSING,
+    SessionState.PAUSED,
+    SessionState.STOPPING,
+]
 
 
 class Trigger(StrEnum):

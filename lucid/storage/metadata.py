@@ -91,6 +91,7 @@ class MetadataStore(ListingQueries, ReconcileQueries, LedgerRows):
         self.sessions.create_index([("updated_at", -1)])  # listing by -updated_at
         self.sessions.create_index([("state", 1), ("created_at", 1)])  # retention
         self.sessions.create_index([("state", 1), ("updated_at", 1)])  # abandoned sessions
+        self.sessions.create_index([("state", 1), ("anchor.status", 1)])  # unanchored ones
         self.chunks.create_index([("session_id", 1), ("index", 1)], unique=True)
         # A session's chunks not yet hashed (status counts, the seal's chord): read without
         # the hashed ones, which is all but a few of a long session's records.

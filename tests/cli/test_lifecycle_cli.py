@@ -52,9 +52,10 @@ def test_a_session_is_driven_through_its_life_from_the_command_line(api: str) ->
     assert run(api, "pause", sid)["state"] == "PAUSED"
     assert run(api, "resume", sid)["state"] == "ACTIVE"
     assert run(api, "stop", sid)["state"] in ("STOPPING", "STOPPED")
-    listed = run(api, "list", "--state", "STOPPING", "--limit", "5")
+    listed = run(api, "list", "--state", "STOPPING", "--limit", "5", "--total")
     assert sid in [s["session_id"] for s in listed["sessions"]]
     assert listed["total"] >= 1
+    assert "total" not in run(api, "list", "--limit", "1")
     stats = run(api, "stats", sid)
     assert stats["session_id"] == sid and stats["chunks"] == 1  # the empty final chunk
     system = run(api, "stats")
@@ -62,7 +63,9 @@ def test_a_session_is_driven_through_its_life_from_the_command_line(api: str) ->
     tomb = run(api, "delete", sid)
     assert tomb["state"] == "DESTROYED" and tomb["destroyed_by"]
     plain = lucid("list", "--api", api, env=_env())
-    assert plain.returncode == 0 and "sessions" in plain.stderr
+    assert plain.returncode == 0 and "sessions shown" in plain.stderr
+    counted = lucid("list", "--total", "--api", api, env=_env())
+    assert counted.returncode == 0 and " of " in counted.stderr
 
 
 def test_lifecycle_commands_fail_with_one_error_line(api: str) -> None:

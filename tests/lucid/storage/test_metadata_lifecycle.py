@@ -1,8 +1,7 @@
-"""The store's queries for editing, pausing, listing and statistics, on SecantusDB."""
+"""The store's queries for editing, pausing and statistics, on SecantusDB (the list's in
+test_metadata_listing)."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -53,39 +52,3 @@ def test_sessions_by_state_lists_every_state(store: MetadataStore) -> None:
     counts = store.sessions_by_state()
     assert counts[SessionState.CREATED] == 2 and counts[SessionState.STARTING] == 1
     assert counts[SessionState.DESTROYED] == 0 and len(counts) == len(SessionState)
-
-
-def test_query_sessions_pages_by_keyset_and_counts_all(store: MetadataStore) -> None:
-    for i in range(5):
-        store.create_session(f"s{i}", {"metadata": {"labels": {"k": "v" if i % 2 else "w"}}})
-    query = {"metadata.labels.k": "v"}
-    docs, total = store.query_sessions(query, [("created_at", 1), ("session_id", 1)], limit=1)
-    assert [d["session_id"] for d in docs] == ["s1"] and total == 2
-    seen = docs[0]["created_at"]
-    same_time_later_id = {"created_at": seen, "session_id": {"$gt": "s1"}}
-    after = {"$or": [{"created_at": {"$gt": seen}}, same_time_later_id]}
-    docs, total = store.query_sessions(
-        {**query, "$cursor": after}, [("created_at", 1), ("session_id", 1)], limit=5
-    )
-    assert [d["session_id"] for d in docs] == ["s3"] and total == 2
-
-
-def test_newest_first_pages_are_the_same_whichever_window_holds_them(
-    store: MetadataStore,
-) -> None:
-    # Sessions from now back to two years ago: each page must be exactly the newest ones,
-    # whether the last hour holds enough of them or the read has to widen (or scan all).
-    now = datetime.now(UTC)
-    ages = [timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=3),
-            timedelta(days=3), timedelta(days=90), timedelta(days=700)]  # fmt: skip
-    for i, age in enumerate(ages):
-        store.create_session(f"w{i}", {"metadata": {"labels": {"run": "windows"}}})
-        at = (now - age).isoformat()
-        store.sessions.update_one({"session_id": f"w{i}"}, {"$set": {"created_at": at}})
-    query = {"metadata.labels.run": "windows"}
-    for limit in range(1, len(ages) + 2):
-        docs, total = store.query_sessions(
-            query, [("created_at", -1), ("session_id", -1)], limit=limit
-        )
-        assert [d["session_id"] for d in docs] == [f"w{i}" for i in range(min(limit, 6))]
-        assert total == len(ages)
