@@ -49,11 +49,11 @@ def _ages() -> list[timedelta]:
     return ages
 
 
-def _populate(store: MetadataStore) -> None:
+def _populate(store: MetadataStore, now: datetime = NOW) -> None:
     rng = random.Random(7)
     docs: list[Doc] = []
     for i, age in enumerate(_ages()):
-        created = NOW - age
+        created = now - age
         updated = created + timedelta(seconds=rng.choice([0, 0, 5, 4000, 10**6]))
         docs.append({
             "session_id": f"{rng.getrandbits(64):016x}{i:04d}",
@@ -155,12 +155,14 @@ def test_a_page_is_read_from_the_window_at_its_upper_bound_not_from_now(
 ) -> None:
     # A page three years back (its cursor, or created_before) holds its sessions within a
     # minute of its upper bound: one small window answers it. Windows anchored at now would
-    # widen twenty times and end in the whole query.
-    _populate(store)
+    # widen twenty times and end in the whole query. Aged from the test's own now, not the
+    # module's: the first page's window is anchored at the real now, minutes later in CI.
+    now = datetime.now(UTC)
+    _populate(store, now)
     watcher, finds = watched
     order = [("created_at", -1), ("session_id", -1)]
     in_burst = list(
-        store.sessions.find({**MINE, "created_at": {"$lt": _iso(NOW - timedelta(days=1099))}})
+        store.sessions.find({**MINE, "created_at": {"$lt": _iso(now - timedelta(days=1099))}})
         .sort(order)
         .limit(30)
     )
