@@ -104,17 +104,18 @@ def check_role_keys(roles: Iterable[str], key_dir: Path) -> None:
 
 
 def _require(roles: Iterable[str], name: str) -> None:
-    if name == RECIPIENT_KEY and name not in allowed_private(roles):
+    if name in allowed_private(roles):
+        return
+    if name == RECIPIENT_KEY:
         raise DecryptionNotHere(
             f"role {_describe(roles)} may not load {name}: this server does not decrypt "
             "recordings. Decrypt on your side with `lucid get SESSION_ID --key recipient.key "
             "-o FILE`, which verifies every chunk against the anchored root first"
         )
-    if name not in allowed_private(roles):
-        raise KeyMaterialError(
-            f"role {_describe(roles)} may not load {name}: expected a role holding it "
-            f"({', '.join(r for r, keys in ROLE_PRIVATE_KEYS.items() if name in keys)})"
-        )
+    raise KeyMaterialError(
+        f"role {_describe(roles)} may not load {name}: expected a role holding it "
+        f"({', '.join(r for r, keys in ROLE_PRIVATE_KEYS.items() if name in keys)})"
+    )
 
 
 def load_ledger_signing_key_for(roles: Iterable[str], key_dir: Path) -> Ed25519PrivateKey:

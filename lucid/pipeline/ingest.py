@@ -430,10 +430,9 @@ class _Appender:
                 self._committer.shutdown()
             if keep_tail and self.filled > self.new_from:
                 self._commit_part()
-        finally:
-            if self._pending is None or self._pending.done():
-                for buf in self.buffers:
-                    POOL.give(buf)
+        finally:  # the committer is shut down (waited for): nothing writes from them
+            for buf in self.buffers:
+                POOL.give(buf)
             self.buffers = []
 
 
