@@ -186,7 +186,7 @@ def start_secantus(data_dir: Path, port: int | None = None) -> tuple[ManagedProc
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        sys.executable, "-m", "secantus",
+        sys.executable, "-m", "cli.secantus_server",
         "--host", "127.0.0.1",
         "--port", str(port),
         "--storage-path", str(data_dir / "db"),
