@@ -64,8 +64,13 @@ class MetadataCollections:
         )
 
     def get_session(self, session_id: str) -> Doc:
-        """The session document (without Mongo's _id); NotFound if there is none."""
-        doc = self.sessions.find_one({"session_id": check_id(session_id)}, NO_ID)
+        """The session document (without Mongo's _id); NotFound if there is none.
+
+        The _id is dropped here, not by a projection: SecantusDB answers any projection by
+        deep-copying the document, a quarter of this read's CPU there (0.67 → 0.50 ms for a
+        live session's document), and every append and status reads it."""
+        doc = self.sessions.find_one({"session_id": check_id(session_id)})
         if doc is None:
             raise NotFound(f"session {session_id} does not exist")
+        doc.pop("_id", None)
         return doc
