@@ -97,9 +97,8 @@ class MetadataStore(ListingQueries, ReconcileQueries, LedgerRows):
         # the hashed ones, which is all but a few of a long session's records.
         self.chunks.create_index([("session_id", 1), ("stage", 1)])
         self.anchors.create_index("session_id", unique=True)
-        # The reconciler's sweeps: work idle since a cutoff, per chunk stage / session state.
+        # The reconciler's sweeps: chunk work idle since a cutoff, per stage (sessions: above).
         self.chunks.create_index([("stage", 1), ("updated_at", 1)])
-        self.sessions.create_index([("state", 1), ("updated_at", 1)])
         # The ledger's single-writer guarantee: one entry per seq (compare-and-set) and
         # one per session.
         self.ledger.create_index("seq", unique=True)
