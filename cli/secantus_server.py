@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from secantus import cli as secantus_cli
 from secantus.storage import Storage
 
-_refresh_read_snapshot = Storage._refresh_read_snapshot
+# A later release may rename what the fix wraps: then the server runs as released.
+_refresh_read_snapshot: Callable[[Any], None] | None = getattr(
+    Storage, "_refresh_read_snapshot", None
+)
 
 
 def _release_cursors_then_refresh(self: Any) -> None:
@@ -40,12 +44,22 @@ def _release_cursors_then_refresh(self: Any) -> None:
         for cursor in (getattr(tls, "cursors", None) or {}).values():
             with contextlib.suppress(Exception):
                 cursor.reset()
-    _refresh_read_snapshot(self)
+    if _refresh_read_snapshot is not None:
+        _refresh_read_snapshot(self)
 
 
-def patch() -> None:
-    """Apply the fix to SecantusDB's storage class (idempotent)."""
+def patch() -> bool:
+    """Apply the fix to SecantusDB's storage class (idempotent); False, with a warning,
+    when this release has nothing of that name to wrap."""
+    if _refresh_read_snapshot is None:
+        print(
+            "lucid: this SecantusDB release has no Storage._refresh_read_snapshot; "
+            "running it without Lucid's cursor fix (see cli/secantus_server.py)",
+            file=sys.stderr,
+        )
+        return False
     Storage._refresh_read_snapshot = _release_cursors_then_refresh  # type: ignore[method-assign]
+    return True
 
 
 def main() -> int:
