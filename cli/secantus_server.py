@@ -38,14 +38,15 @@ _refresh_read_snapshot: Callable[[Any], None] | None = getattr(
 def _release_cursors_then_refresh(self: Any) -> None:
     """Reset the calling thread's cached cursors, then take a fresh read snapshot as the
     server does at the top of every operation. Not inside a transaction (a user's, or the
-    one a write runs in, marked by `defer_minted`), whose cursors may be in use."""
+    one a write runs in, marked by `defer_minted`), whose cursors may be in use. Installed
+    by `patch` only where the release has the method it wraps."""
     tls = self._tls
     if getattr(tls, "user_txn", None) is None and not getattr(tls, "defer_minted", False):
         for cursor in (getattr(tls, "cursors", None) or {}).values():
             with contextlib.suppress(Exception):
                 cursor.reset()
-    if _refresh_read_snapshot is not None:
-        _refresh_read_snapshot(self)
+    assert _refresh_read_snapshot is not None
+    _refresh_read_snapshot(self)
 
 
 def patch() -> bool:

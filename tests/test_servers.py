@@ -44,8 +44,9 @@ def test_secantus_keeps_its_pace_under_concurrent_updates_of_a_hot_page(tmp_path
     fix: 230 writes/s, then about 13/s for good from about 9,000 writes, so 12,000 take
     several minutes; with it, about 40 s here. The deadline is near twice that."""
     proc, url = start_secantus(tmp_path)
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url, retryWrites=False)
     try:
-        docs: Collection[dict[str, Any]] = pymongo.MongoClient(url, retryWrites=False).t.docs
+        docs: Collection[dict[str, Any]] = client.t.docs
         docs.create_index("key", unique=True)
         docs.create_index("at")
         docs.create_index([("state", 1), ("at", 1)])
@@ -71,4 +72,5 @@ def test_secantus_keeps_its_pace_under_concurrent_updates_of_a_hot_page(tmp_path
         assert done == total
         assert sum(d["seq"] for d in docs.find({}, {"seq": 1})) == total
     finally:
+        client.close()
         proc.stop(timeout=10)
