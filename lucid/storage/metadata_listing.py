@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 from lucid.crypto.tokens import DEFAULT_TENANT
 from lucid.errors import InvalidInput
@@ -22,6 +24,54 @@ _LIVE = frozenset(str(s) for s in LIVE_STATES)
 _FIRST_WINDOW = timedelta(minutes=1)
 _LAST_WINDOW = timedelta(days=730)
 _GROWTH = 2
+
+
+class _Landmarks:
+    """Where each listing (sort field and filter) last found its newest match, at most
+    `size` of them, the oldest forgotten first; and per sort field, the newest of all.
+
+    Only a starting point for the windows, never a result: a landmark that is stale (its
+    sessions shred, newer ones created since) costs a window or two, not a wrong page."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._seen: dict[tuple[str, str], datetime] = {}
+        self._newest: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+
+    def get(self, field: str, key: str) -> datetime | None:
+        """The filter's landmark; for a filter not listed yet, the newest any listing by
+        `field` found (its matches can only be at or below it)."""
+        return self._seen.get((field, key)) or self._newest.get(field)
+
+    def saw(self, field: str, key: str, docs: list[Doc], now: datetime) -> None:
+        """Note the newest time in `docs` not ahead of `now` (a clock running ahead would
+        leave a landmark that no page below now can use)."""
+        times = [t for doc in docs if (t := _time_of(doc, field)) is not None and t <= now]
+        moment = max(times, default=None)
+        if moment is None:
+            return
+        with self._lock:
+            newest = self._newest.get(field)
+            if newest is None or moment > newest:
+                self._newest[field] = moment
+            known = self._seen.get((field, key))
+            if known is not None and moment <= known:
+                return
+            self._seen.pop((field, key), None)
+            if len(self._seen) >= self._size:
+                self._seen.pop(next(iter(self._seen)))
+            self._seen[(field, key)] = moment
+
+
+def _time_of(doc: Doc, field: str) -> datetime | None:
+    """The doc's `field` as an aware datetime; None if it has none or it is malformed."""
+    value = doc.get(field)
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None
 
 
 def _before(moment: datetime, width: timedelta) -> str | None:
@@ -223,6 +273,15 @@ class ListingQueries(MetadataCollections):
         its very time after its id, then those strictly older. Only live states asked
         for: their index leads and one read takes them all (admission keeps them few),
         where windows would read every session in between.
+
+        After a quiet spell the window that first reaches the newest matches is as wide as
+        the spell and reads every session in it: 1,200 to return 50 after ten quiet hours
+        at one session every 6 s, on every request while the quiet lasts. So the store
+        remembers, per sort field and filter, the newest match a page found (a landmark;
+        for a filter not seen yet, the newest of any): the window that holds it reaches
+        one first window below it, and the next ones double from there. A landmark only
+        moves window edges, never the windows' union, so a stale one (its sessions shred,
+        newer ones since, another API process) costs a window or two, not a wrong page.
         """
         order = [(field, -1), ("session_id", -1)]
         rest = {k: v for k, v in query.items() if k != field}
@@ -240,10 +299,21 @@ class ListingQueries(MetadataCollections):
                 live = {"state": rest["state"], **rest, **({field: bounds} if bounds else {})}
                 docs += self._page(live, order, limit - len(docs), shown)
             return docs
-        top = datetime.now(UTC) if below is None else datetime.fromisoformat(below)
+        now = datetime.now(UTC)
+        top = now if below is None else datetime.fromisoformat(below)
+        key = repr(sorted(rest.items()))
+        landmark = self._landmarks.get(field, key) if top.tzinfo is not None else None
         width = _FIRST_WINDOW
         while len(docs) < limit:
             start = _before(top, width)
+            ceiling = top if below is None else datetime.fromisoformat(below)
+            if landmark and start and datetime.fromisoformat(start) < landmark < ceiling:
+                # The newest matches were last seen inside this window: after a quiet
+                # spell, a window doubled from `top` would read as many sessions below
+                # them as the spell is long. Reach one first window below the landmark,
+                # and double from there.
+                top, width, landmark = landmark, _FIRST_WINDOW, None
+                start = _before(top, width)
             last = start is None or width > _LAST_WINDOW or (lowest is not None and start <= lowest)
             if last:
                 start = lowest
@@ -252,7 +322,12 @@ class ListingQueries(MetadataCollections):
             if last:
                 break
             below, width = start, width * _GROWTH
+        self._landmarks.saw(field, key, docs, now)
         return docs
+
+    @cached_property
+    def _landmarks(self) -> _Landmarks:
+        return _Landmarks()
 
     def _page(self, query: Doc, sort: list[tuple[str, int]], limit: int, shown: Doc) -> list[Doc]:
         return list(self.sessions.find(query, {**NO_ID, **shown}).sort(sort).limit(limit))

@@ -207,3 +207,80 @@ def test_only_the_fields_asked_for_and_the_sorts_come_back(store: MetadataStore)
         assert len(docs) == 3
         assert all(set(d) <= {"state", "tenant", field, "session_id"} for d in docs)
         assert all({"state", field, "session_id"} <= set(d) for d in docs)
+
+
+def _quiet_spell(store: MetadataStore, now: datetime) -> None:
+    """A busy two hours (a session every 6 s) that ended ten hours ago."""
+    busy_end = now - timedelta(hours=10)
+    store.sessions.insert_many([
+        {
+            "session_id": f"q{i:05d}",
+            "state": "STOPPED" if i % 3 else "ERROR",
+            "tenant": None,
+            "created_at": _iso(busy_end - timedelta(seconds=6 * i)),
+            "updated_at": _iso(busy_end - timedelta(seconds=6 * i)),
+            "history": [],
+        }
+        for i in range(1200)
+    ])  # fmt: skip
+
+
+def _read_by(store: MetadataStore, filters: list[Doc]) -> int:
+    """How many sessions the finds' time ranges hold: SecantusDB reads every one of them
+    from the time's index, whatever else the filter asks."""
+    return sum(
+        store.sessions.count_documents({"created_at": f["created_at"]} if "created_at" in f else f)
+        for f in filters
+    )
+
+
+def test_after_a_quiet_spell_a_page_reads_about_a_page_not_the_spell(
+    store: MetadataStore, watched: tuple[MetadataStore, _Finds]
+) -> None:
+    # Windows doubling back from now reach the busy hours with one that is eight hours
+    # wide and holds all 1,200 of them, read in full to return 50, on every request for as
+    # long as it stays quiet. Once a page has found the newest sessions, the next one
+    # takes its window from there, whatever its filter.
+    now = datetime.now(UTC)
+    _quiet_spell(store, now)
+    watcher, finds = watched
+    order = [("created_at", -1), ("session_id", -1)]
+
+    def page(query: Doc) -> int:
+        """Read the first page through the watcher; how many sessions its finds read."""
+        finds.filters.clear()
+        docs, _ = watcher.query_sessions(query, order, limit=51)
+        assert _ids(docs) == _ids(list(store.sessions.find(query).sort(order).limit(51)))
+        return _read_by(store, finds.filters)
+
+    assert page({}) == 1200  # the first, before any landmark
+    assert page({}) <= 2 * 51
+    assert page({**MINE, "state": "STOPPED"}) <= 2 * 76  # two in three are STOPPED
+    assert page({"state": {"$in": ["ERROR"]}}) <= 2 * 153  # one in three
+
+
+def test_a_page_is_exact_wherever_the_newest_sessions_were_last_seen(
+    store: MetadataStore,
+) -> None:
+    # Where a listing last saw its newest sessions only shapes its windows: pages stay
+    # exact when those sessions are gone, when newer ones arrive, and for other filters.
+    now = datetime.now(UTC)
+    _quiet_spell(store, now)
+    order = [("created_at", -1), ("session_id", -1)]
+
+    def exact(query: Doc) -> None:
+        assert _walk(store, query, "created_at", 40) == _ids(
+            list(store.sessions.find(query).sort(order))
+        ), query
+
+    exact({})
+    store.sessions.delete_many({"session_id": {"$lt": "q00100"}})  # the newest 100 are shred
+    exact({})
+    exact({"state": "ERROR"})
+    store.sessions.insert_many([
+        {"session_id": f"n{i}", "state": "ACTIVE", "tenant": None, "history": [],
+         "created_at": _iso(now - timedelta(minutes=i)), "updated_at": _iso(now)}
+        for i in (-1, 3, 30, 300)  # one from a clock running ahead
+    ])  # fmt: skip
+    exact({})
+    exact({"state": "STOPPED"})
