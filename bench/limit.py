@@ -1,19 +1,23 @@
-"""The in-process limit: the same chunk work on a plain process pool, one process per core."""
+"""The in-process limit: the same chunk work on a plain process pool, one process per core;
+and its at-rest floor: that work as the stages store it, through the file blob store."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
-from bench.work import process_chunk
+from bench.work import process_chunk, store_chunk
+from lucid.storage.fs import FileBlobStore
 
-__all__ = ["LimitResult", "measure_limit"]
+__all__ = ["LimitResult", "measure_floor", "measure_limit"]
 
 
 @dataclass
@@ -25,14 +29,67 @@ class LimitResult:
     cpu_s: float = 0.0  # CPU-seconds of the warm pool's processes on the input
 
 
-def _run(
-    path: str, offset: int, length: int, index: int, final: bool, comp: str, level: int, enc: str
-) -> tuple[float, float, float]:
-    with open(path, "rb") as f:  # each process reads its own chunk: no pickled 10 MiB args
-        f.seek(offset)
-        data = f.read(length)
-    _, t = process_chunk(data, index, final, comp, level, enc)
+@dataclass(frozen=True)
+class _Chunk:
+    path: str
+    offset: int
+    length: int
+    index: int
+    final: bool
+    compression: str
+    level: int
+    encryption: str
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as f:  # each process reads its own chunk: no pickled bytes
+            f.seek(self.offset)
+            return f.read(self.length)
+
+
+def _process(chunk: _Chunk, _root: str | None) -> tuple[float, float, float]:
+    c = chunk
+    _, t = process_chunk(c.read(), c.index, c.final, c.compression, c.level, c.encryption)
     return t.compress, t.encrypt, t.hash
+
+
+def _store(chunk: _Chunk, root: str | None) -> tuple[float, float, float]:
+    c, blobs = chunk, FileBlobStore(Path(str(root)))
+    store_chunk(c.read(), c.index, c.final, c.compression, c.level, c.encryption, blobs)
+    return 0.0, 0.0, 0.0
+
+
+def _measure(
+    path: Path, chunk_size: int, compression: str, level: int, encryption: str,
+    job: Callable[[_Chunk, str | None], tuple[float, float, float]], root: str | None,
+    processes: int | None,
+) -> LimitResult:  # fmt: skip
+    procs = processes or os.cpu_count() or 1
+    size = path.stat().st_size
+    count = max(1, -(-size // chunk_size))
+    chunks = [
+        _Chunk(
+            str(path),
+            i * chunk_size,
+            min(chunk_size, size - i * chunk_size),
+            i,
+            i == count - 1,
+            compression,
+            level,
+            encryption,
+        )
+        for i in range(count)
+    ]
+    with ProcessPoolExecutor(procs) as pool:
+        list(pool.map(_warm, range(procs)))
+        pool_cpu = _children_cpu()
+        started = time.perf_counter()
+        times = [f.result() for f in [pool.submit(job, chunk, root) for chunk in chunks]]
+        seconds = time.perf_counter() - started
+        cpu = _children_cpu() - pool_cpu
+    split = {
+        stage: sum(t[k] for t in times) for k, stage in enumerate(("compress", "encrypt", "hash"))
+    }
+    return LimitResult(size / seconds / 1e6, seconds, procs, split, cpu)
 
 
 def measure_limit(
@@ -44,34 +101,25 @@ def measure_limit(
     Stage times are CPU-seconds of the pool process that ran them (thread CPU time), so
     a busy machine does not inflate them.
     """
-    procs = processes or os.cpu_count() or 1
-    size = path.stat().st_size
-    count = max(1, -(-size // chunk_size))
-    with ProcessPoolExecutor(procs) as pool:
-        list(pool.map(_warm, range(procs)))
-        pool_cpu = _children_cpu()
-        started = time.perf_counter()
-        futures = [
-            pool.submit(
-                _run,
-                str(path),
-                i * chunk_size,
-                min(chunk_size, size - i * chunk_size),
-                i,
-                i == count - 1,
-                compression,
-                level,
-                encryption,
-            )
-            for i in range(count)
-        ]
-        times = [f.result() for f in futures]
-        seconds = time.perf_counter() - started
-        cpu = _children_cpu() - pool_cpu
-    split = {
-        stage: sum(t[k] for t in times) for k, stage in enumerate(("compress", "encrypt", "hash"))
-    }
-    return LimitResult(size / seconds / 1e6, seconds, procs, split, cpu)
+    return _measure(path, chunk_size, compression, level, encryption, _process, None, processes)
+
+
+def measure_floor(
+    path: Path, chunk_size: int, compression: str, level: int, encryption: str, root: Path,
+    processes: int | None = None,
+) -> LimitResult:  # fmt: skip
+    """The limit's work as the stages store it (`bench.work.store_chunk`): every chunk's
+    raw, compressed and ciphertext blobs written under `root` (removed afterwards), each
+    stage reading its input back from the blob's memory map. What any durable on-disk
+    pipeline spends before its queue, HTTP and metadata; no per-stage split."""
+    try:
+        floor = _measure(
+            path, chunk_size, compression, level, encryption, _store, str(root), processes
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    floor.stage_seconds = {}
+    return floor
 
 
 def _children_cpu() -> float:

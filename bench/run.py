@@ -19,7 +19,7 @@ import click
 
 from bench.corpus import write_corpus
 from bench.efficiency import cpu_report, format_groups
-from bench.limit import LimitResult, measure_limit
+from bench.limit import LimitResult, measure_floor, measure_limit
 from bench.pipeline import measure_pipeline
 from bench.upload import stack_token
 from cli.auth import default_token
@@ -89,10 +89,11 @@ def bench(
         work = Path(tmp)
         path = file or write_corpus(work / "corpus.bin", size_mb * 1024 * 1024, seed)
         limit = measure_limit(path, chunk_size, compression, level, encryption)
+        floor = measure_floor(path, chunk_size, compression, level, encryption, work / "floor")
         pipeline, workers = run_once(path, api, env, work / "stack")
         size = path.stat().st_size
     report = summarize(
-        size, limit, pipeline, workers,
+        size, limit, floor, pipeline, workers,
         {"chunk_mb": chunk_mb, "compression": f"{compression}-{level}", "encryption": encryption,
          "corpus": str(file) if file else f"generated, seed {seed}"},
     )  # fmt: skip
@@ -105,12 +106,12 @@ def bench(
 
 
 def summarize(
-    size: int, limit: LimitResult, pipeline: dict[str, Any], workers: dict[str, int],
-    settings: dict[str, Any],
+    size: int, limit: LimitResult, floor: LimitResult, pipeline: dict[str, Any],
+    workers: dict[str, int], settings: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
     """One run's figures as one JSON-able dict."""
     cores = limit.processes  # one per core
-    cpu = cpu_report(pipeline["cpu_s"], limit.cpu_s, size)
+    cpu = cpu_report(pipeline["cpu_s"], limit.cpu_s, size, floor_cpu_s=floor.cpu_s)
     return {
         "input_mb": round(size / 1e6, 1),
         "cores": os.cpu_count(),
@@ -118,6 +119,7 @@ def summarize(
         "limit_mbps": round(limit.mbps, 1),
         "limit_processes": limit.processes,
         "limit_stage_cpu_s": {k: round(v, 3) for k, v in limit.stage_seconds.items()},
+        "floor_mbps": round(floor.mbps, 1),
         "pipeline_mbps": round(pipeline["mbps"], 1),
         "ratio": round(pipeline["mbps"] / limit.mbps, 3),
         "pipeline_s": round(pipeline["seconds"], 3),
@@ -156,6 +158,15 @@ def render(out: dict[str, Any]) -> list[str]:
         f"efficiency       {cpu['efficiency']:8.3f}  (limit CPU / stack CPU)"
         if cpu["efficiency"] is not None
         else "efficiency            n/a",
+        f"at-rest floor    {cpu['floor_cpu_s']:8.2f} CPU-s  ({out['floor_mbps']} MB/s; the "
+        "limit's work written, read back and synced as the stages do, through the file blob "
+        "store; no queue/HTTP/DB)",
+        f"floor efficiency {cpu['floor_efficiency']:8.3f}  (limit CPU / floor CPU: the best "
+        "a pipeline that stores each stage durably on disk can reach)",
+        f"beyond the floor {cpu['beyond_floor_cpu_s']:8.2f} CPU-s  (stack CPU - floor CPU: "
+        "HTTP, queue, metadata and their processes)"
+        if cpu["beyond_floor_cpu_s"] is not None
+        else "beyond the floor      n/a",
         f"client CPU       {cpu['client_cpu_s']:8.2f} CPU-s  (counted apart)",
         "CPU by group",
         *format_groups(cpu),

@@ -10,8 +10,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from lucid.crypto.aead import ChunkContext, encrypt_chunk
 from lucid.integrity.leaves import LeafRecord, ciphertext_digest_of
 from lucid.pipeline.codecs import get_codec
+from lucid.storage.fs import FileBlobStore
 
-__all__ = ["SESSION", "ChunkTimes", "process_chunk", "session_public"]
+__all__ = ["SESSION", "ChunkTimes", "process_chunk", "session_public", "store_chunk"]
 
 SESSION = "0" * 32
 _PUBLIC: bytes | None = None
@@ -51,3 +52,32 @@ def process_chunk(
     t3 = time.thread_time()
     times.compress, times.encrypt, times.hash = t1 - t0, t2 - t1, t3 - t2
     return leaf_hash, times
+
+
+def store_chunk(
+    data: bytes, index: int, final: bool, compression: str, level: int, encryption: str,
+    blobs: FileBlobStore,
+) -> int:  # fmt: skip
+    """`process_chunk`'s work as the stages do it at rest: the raw chunk written durably
+    (as ingest does before its commit), compressed from its memory map into a blob that is
+    not synced, encrypted into a synced blob, hashed from that blob's map, then the raw and
+    compressed blobs deleted. No queue, no HTTP, no metadata. Returns the ciphertext's
+    length; leaves the ciphertext blob in place."""
+    key = f"floor/{index:08d}"
+    blobs.put(f"{key}.raw", data)
+    with blobs.view(f"{key}.raw") as raw:
+        compressed = get_codec(compression, level).compress(raw)
+    blobs.put(f"{key}.zst", compressed, durable=False)
+    ctx = ChunkContext(SESSION, index, final, compression, encryption)
+    with blobs.view(f"{key}.zst") as view:
+        blob = encrypt_chunk(view, session_public(), ctx)
+    blobs.put(f"{key}.enc", blob)
+    with blobs.view(f"{key}.enc") as stored:
+        leaf = LeafRecord(
+            SESSION, index, final, len(data), len(compressed), len(stored), compression,
+            encryption, ciphertext_digest_of(stored),
+        )  # fmt: skip
+        leaf.leaf_hash()
+    blobs.delete(f"{key}.raw")
+    blobs.delete(f"{key}.zst")
+    return len(blob)
