@@ -199,11 +199,13 @@ def _counts(_ctx: click.Context, _param: click.Parameter, value: str) -> list[in
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("docs/benchmarks"),
-    show_default=True,
+    default=None,
+    help="Also write growth.json, growth.md and growth.png here (e.g. docs/benchmarks).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def growth(chunks: list[int], chunk_mb: float, records: int, out: Path, as_json: bool) -> None:
+def growth(
+    chunks: list[int], chunk_mb: float, records: int, out: Path | None, as_json: bool
+) -> None:
     """Seal → anchor against chunk count, and list/status latency with many sessions."""
     chunk = int(chunk_mb * 1024 * 1024)
     source = b"".join(corpus_blocks(32 * 1024 * 1024))
@@ -230,11 +232,12 @@ def growth(chunks: list[int], chunk_mb: float, records: int, out: Path, as_json:
                     dict(client.http.headers),
                 )  # fmt: skip
     lines = render_growth(report)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "growth.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "growth.md").write_text("\n".join(lines) + "\n")
-    if rows:
-        write_plot(rows, out / "growth.png")
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "growth.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out / "growth.md").write_text("\n".join(lines) + "\n")
+        if rows:
+            write_plot(rows, out / "growth.png")
     click.echo(json.dumps(report, indent=2) if as_json else "\n".join(lines))
 
 

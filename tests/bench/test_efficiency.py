@@ -83,3 +83,11 @@ def test_the_floor_measures_every_chunk_and_leaves_nothing_behind(tmp_path: Path
     floor = measure_floor(corpus, 2**20, "zstd", 3, "AES-256-GCM", tmp_path / "floor", 2)
     assert floor.cpu_s > 0 and floor.mbps > 0 and floor.processes == 2
     assert not (tmp_path / "floor").exists()
+
+
+def test_growth_writes_its_files_only_where_asked() -> None:
+    # A quick records-only try must not overwrite the committed docs/benchmarks tables.
+    from bench.growth import growth
+
+    out = next(p for p in growth.params if p.name == "out")
+    assert out.default is None
