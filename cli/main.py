@@ -54,6 +54,8 @@ class LucidGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise  # --help, --version and Ctrl-C at a prompt: click's own ends (RuntimeErrors)
         except EXPECTED as exc:
             fail(describe(exc))
 
