@@ -4,6 +4,7 @@ and its at-rest floor: that work as the stages store it, through the file blob s
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import time
@@ -46,23 +47,23 @@ class _Chunk:
             return f.read(self.length)
 
 
-def _process(chunk: _Chunk, _root: str | None) -> tuple[float, float, float]:
-    c = chunk
+def _process(c: _Chunk) -> tuple[float, ...]:
     _, t = process_chunk(c.read(), c.index, c.final, c.compression, c.level, c.encryption)
     return t.compress, t.encrypt, t.hash
 
 
-def _store(chunk: _Chunk, root: str | None) -> tuple[float, float, float]:
-    c, blobs = chunk, FileBlobStore(Path(str(root)))
+def _store(root: str, c: _Chunk) -> tuple[float, ...]:
+    blobs = FileBlobStore(Path(root))
     store_chunk(c.read(), c.index, c.final, c.compression, c.level, c.encryption, blobs)
-    return 0.0, 0.0, 0.0
+    return ()  # no per-stage split
 
 
 def _measure(
     path: Path, chunk_size: int, compression: str, level: int, encryption: str,
-    job: Callable[[_Chunk, str | None], tuple[float, float, float]], root: str | None,
-    processes: int | None,
+    job: Callable[[_Chunk], tuple[float, ...]], processes: int | None,
 ) -> LimitResult:  # fmt: skip
+    """`job` over every chunk of `path` on a warm pool; its per-chunk stage CPU-seconds
+    (compress, encrypt, hash) summed, when it returns them."""
     procs = processes or os.cpu_count() or 1
     size = path.stat().st_size
     count = max(1, -(-size // chunk_size))
@@ -83,12 +84,11 @@ def _measure(
         list(pool.map(_warm, range(procs)))
         pool_cpu = _children_cpu()
         started = time.perf_counter()
-        times = [f.result() for f in [pool.submit(job, chunk, root) for chunk in chunks]]
+        times = [f.result() for f in [pool.submit(job, chunk) for chunk in chunks]]
         seconds = time.perf_counter() - started
         cpu = _children_cpu() - pool_cpu
-    split = {
-        stage: sum(t[k] for t in times) for k, stage in enumerate(("compress", "encrypt", "hash"))
-    }
+    stages = ("compress", "encrypt", "hash") if any(times) else ()
+    split = {stage: sum(t[k] for t in times) for k, stage in enumerate(stages)}
     return LimitResult(size / seconds / 1e6, seconds, procs, split, cpu)
 
 
@@ -101,7 +101,7 @@ def measure_limit(
     Stage times are CPU-seconds of the pool process that ran them (thread CPU time), so
     a busy machine does not inflate them.
     """
-    return _measure(path, chunk_size, compression, level, encryption, _process, None, processes)
+    return _measure(path, chunk_size, compression, level, encryption, _process, processes)
 
 
 def measure_floor(
@@ -113,13 +113,10 @@ def measure_floor(
     stage reading its input back from the blob's memory map. What any durable on-disk
     pipeline spends before its queue, HTTP and metadata; no per-stage split."""
     try:
-        floor = _measure(
-            path, chunk_size, compression, level, encryption, _store, str(root), processes
-        )
+        job = functools.partial(_store, str(root))
+        return _measure(path, chunk_size, compression, level, encryption, job, processes)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    floor.stage_seconds = {}
-    return floor
 
 
 def _children_cpu() -> float:

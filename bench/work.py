@@ -33,6 +33,17 @@ class ChunkTimes:
     hash: float = 0.0
 
 
+def _leaf_hash(
+    index: int, final: bool, plaintext_len: int, compressed_len: int, blob: bytes | memoryview,
+    compression: str, encryption: str,
+) -> bytes:  # fmt: skip
+    """The chunk's leaf hash over its ciphertext `blob`, as the hash stage computes it."""
+    return LeafRecord(
+        SESSION, index, final, plaintext_len, compressed_len, len(blob), compression,
+        encryption, ciphertext_digest_of(blob),
+    ).leaf_hash()  # fmt: skip
+
+
 def process_chunk(
     data: bytes, index: int, final: bool, compression: str, level: int, encryption: str
 ) -> tuple[bytes, ChunkTimes]:
@@ -44,11 +55,7 @@ def process_chunk(
     ctx = ChunkContext(SESSION, index, final, compression, encryption)
     blob = encrypt_chunk(compressed, session_public(), ctx)
     t2 = time.thread_time()
-    leaf = LeafRecord(
-        SESSION, index, final, len(data), len(compressed), len(blob), compression, encryption,
-        ciphertext_digest_of(blob),
-    )  # fmt: skip
-    leaf_hash = leaf.leaf_hash()
+    leaf_hash = _leaf_hash(index, final, len(data), len(compressed), blob, compression, encryption)
     t3 = time.thread_time()
     times.compress, times.encrypt, times.hash = t1 - t0, t2 - t1, t3 - t2
     return leaf_hash, times
@@ -73,11 +80,7 @@ def store_chunk(
         blob = encrypt_chunk(view, session_public(), ctx)
     blobs.put(f"{key}.enc", blob)
     with blobs.view(f"{key}.enc") as stored:
-        leaf = LeafRecord(
-            SESSION, index, final, len(data), len(compressed), len(stored), compression,
-            encryption, ciphertext_digest_of(stored),
-        )  # fmt: skip
-        leaf.leaf_hash()
+        _leaf_hash(index, final, len(data), len(compressed), stored, compression, encryption)
     blobs.delete(f"{key}.raw")
     blobs.delete(f"{key}.zst")
     return len(blob)

@@ -45,10 +45,9 @@ class _Landmarks:
         return self._seen.get((field, key)) or self._newest.get(field)
 
     def saw(self, field: str, key: str, docs: list[Doc], now: datetime) -> None:
-        """Note the newest time in `docs` not ahead of `now` (a clock running ahead would
-        leave a landmark that no page below now can use)."""
-        times = [t for doc in docs if (t := _time_of(doc, field)) is not None and t <= now]
-        moment = max(times, default=None)
+        """Note the newest time in `docs` (a page, newest first) not ahead of `now` (a
+        clock running ahead would leave a landmark that no page below now can use)."""
+        moment = next((t for d in docs if (t := _time_of(d, field)) and t <= now), None)
         if moment is None:
             return
         with self._lock:
@@ -303,11 +302,10 @@ class ListingQueries(MetadataCollections):
         top = now if below is None else datetime.fromisoformat(below)
         key = repr(sorted(rest.items()))
         landmark = self._landmarks.get(field, key) if top.tzinfo is not None else None
-        width = _FIRST_WINDOW
+        width, ceiling = _FIRST_WINDOW, top  # `ceiling`: `below` (or now) as a datetime
         while len(docs) < limit:
             start = _before(top, width)
-            ceiling = top if below is None else datetime.fromisoformat(below)
-            if landmark and start and datetime.fromisoformat(start) < landmark < ceiling:
+            if landmark and start and top - width < landmark < ceiling:
                 # The newest matches were last seen inside this window: after a quiet
                 # spell, a window doubled from `top` would read as many sessions below
                 # them as the spell is long. Reach one first window below the landmark,
@@ -321,7 +319,7 @@ class ListingQueries(MetadataCollections):
             docs += self._page(window, order, limit - len(docs), shown)
             if last:
                 break
-            below, width = start, width * _GROWTH
+            below, ceiling, width = start, top - width, width * _GROWTH
         self._landmarks.saw(field, key, docs, now)
         return docs
 

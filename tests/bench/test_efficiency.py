@@ -10,6 +10,7 @@ import pytest
 
 from bench.corpus import corpus_blocks, write_corpus
 from bench.efficiency import cpu_report
+from bench.growth import growth
 from bench.limit import measure_floor
 from bench.upload import auth_headers
 from bench.work import SESSION, session_public, store_chunk
@@ -87,7 +88,5 @@ def test_the_floor_measures_every_chunk_and_leaves_nothing_behind(tmp_path: Path
 
 def test_growth_writes_its_files_only_where_asked() -> None:
     # A quick records-only try must not overwrite the committed docs/benchmarks tables.
-    from bench.growth import growth
-
     out = next(p for p in growth.params if p.name == "out")
     assert out.default is None
